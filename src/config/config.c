@@ -6,6 +6,7 @@
  * check-config shows everything that is wrong.
  */
 #include <assert.h>
+#include <limits.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -39,13 +40,65 @@ struct position {
         unsigned long line, column; /* 1-based; 0 when not from the file */
 };
 
+/* One problem; sorted by position before they are shown, so they read top to bottom. */
+struct diagnostic {
+        unsigned long line, column; /* ULONG_MAX for problems that have no position */
+        size_t seq;
+        char *text; /* a whole line, "\n"-terminated */
+};
+
 struct loader {
         struct config *config;
         const char *path;
-        struct strbuf errors;
-        unsigned n_errors;
+        struct diagnostic *diags;
+        size_t n_diags;
+        bool oom;
         struct position *pos; /* one per table row */
 };
+
+/* Takes `text` (may be NULL after an allocation failure). */
+static void add_diag(struct loader *l, unsigned long line, unsigned long column, char *text)
+{
+        struct diagnostic *n = text ? realloc(l->diags, (l->n_diags + 1) * sizeof(*n)) : NULL;
+        if (!n) {
+                free(text);
+                l->oom = true;
+                return;
+        }
+        l->diags = n;
+        l->diags[l->n_diags] = (struct diagnostic){line, column, l->n_diags, text};
+        l->n_diags++;
+}
+
+static int diag_cmp(const void *a, const void *b)
+{
+        const struct diagnostic *x = a, *y = b;
+        if (x->line != y->line)
+                return x->line < y->line ? -1 : 1;
+        if (x->column != y->column)
+                return x->column < y->column ? -1 : 1;
+        return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All problems, in file order, as one string (caller frees); NULL on OOM. Frees the list. */
+static char *take_diagnostics(struct loader *l)
+{
+        struct strbuf out = STRBUF_INIT;
+
+        qsort(l->diags, l->n_diags, sizeof(*l->diags), diag_cmp);
+        for (size_t i = 0; i < l->n_diags; i++) {
+                strbuf_adds(&out, l->diags[i].text);
+                free(l->diags[i].text);
+        }
+        free(l->diags);
+        l->diags = NULL;
+        l->n_diags = 0;
+        if (l->oom) {
+                strbuf_release(&out);
+                return NULL;
+        }
+        return strbuf_detach(&out);
+}
 
 static void *field(struct config *c, const struct config_key *k)
 {
@@ -62,9 +115,11 @@ _printf_(5, 6) static void diag(struct loader *l, unsigned long line, unsigned l
         if (vasprintf(&msg, fmt, ap) < 0)
                 msg = NULL;
         va_end(ap);
-        strbuf_addf(&l->errors, "%s:%lu:%lu: %s: %s\n", l->path ? l->path : "(defaults)", line,
-                    column, key, msg ? msg : "out of memory");
-        l->n_errors++;
+        char *text = NULL;
+        if (!msg || asprintf(&text, "%s:%lu:%lu: %s: %s\n", l->path ? l->path : "(defaults)", line,
+                             column, key, msg) < 0)
+                text = NULL;
+        add_diag(l, line, column, text);
 }
 
 static void diag_at(struct loader *l, const yaml_node_t *n, const char *key, const char *what)
@@ -81,9 +136,10 @@ static void diag_key(struct loader *l, const struct config_key *k, const char *f
         if (asprintf(&msg, fmt, arg) < 0)
                 msg = NULL;
         if (p->origin == ORIGIN_ENV) {
-                strbuf_addf(&l->errors, "environment $%s: %s: %s\n", k->env, k->name,
-                            msg ? msg : "out of memory");
-                l->n_errors++;
+                char *text = NULL;
+                if (!msg || asprintf(&text, "environment $%s: %s: %s\n", k->env, k->name, msg) < 0)
+                        text = NULL;
+                add_diag(l, ULONG_MAX, 0, text);
         } else {
                 diag(l, p->line, p->column, k->name, "%s", msg ? msg : "out of memory");
         }
@@ -466,9 +522,11 @@ static int parse_file(struct loader *l)
 
         r = read_full_file(l->path, 1024 * 1024, &text, &len);
         if (r < 0) {
-                strbuf_addf(&l->errors, "%s: cannot read the configuration file: %s\n", l->path,
-                            r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-                l->n_errors++;
+                char *line = NULL;
+                if (asprintf(&line, "%s: cannot read the configuration file: %s\n", l->path,
+                             r == -EFBIG ? "larger than 1 MiB" : strerror(-r)) < 0)
+                        line = NULL;
+                add_diag(l, 0, 0, line);
                 return 0;
         }
         if (!yaml_parser_initialize(&parser))
@@ -658,7 +716,7 @@ int config_load(const char *path, struct config **ret, char **ret_errors)
 {
         _cleanup_(config_freep) struct config *c = config_new();
         _cleanup_free_ struct position *pos = calloc(config_keys_count, sizeof(*pos));
-        struct loader l = {.config = c, .path = path, .errors = STRBUF_INIT, .pos = pos};
+        struct loader l = {.config = c, .path = path, .pos = pos};
         int r;
 
         if (!c || !pos)
@@ -679,18 +737,17 @@ int config_load(const char *path, struct config **ret, char **ret_errors)
                 goto fail;
         check_consistency(&l);
 
-        if (l.n_errors > 0 || l.errors.oom) {
-                char *errors = strbuf_detach(&l.errors);
+        if (l.n_diags > 0 || l.oom) {
+                char *errors = take_diagnostics(&l);
                 if (!errors)
                         return -ENOMEM;
                 *ret_errors = errors;
                 return -EINVAL;
         }
-        strbuf_release(&l.errors);
         *ret = TAKE_PTR(c);
         return 0;
 fail:
-        strbuf_release(&l.errors);
+        free(take_diagnostics(&l));
         return r;
 }
 

@@ -349,6 +349,10 @@ static void test_every_error_reported(void **state)
         assert_non_null(strstr(e, "election.bogus: unknown key"));
         assert_non_null(strstr(e, "log.level"));
         assert_non_null(strstr(e, "nightly.start"));
+        /* In file order, top to bottom. */
+        assert_true(strstr(e, ":2:21: election.lease_duration_s") < strstr(e, ":3:3: election.bogus"));
+        assert_true(strstr(e, ":3:3: election.bogus") < strstr(e, ":5:10: log.level"));
+        assert_true(strstr(e, ":5:10: log.level") < strstr(e, ":7:10: nightly.start"));
 }
 
 static void test_yaml_syntax_and_duplicates(void **state)
