@@ -124,8 +124,8 @@ static struct sched_job *heap_pop(struct job_heap *h)
 }
 
 /* Remove every job matching `pred` into the list *out (linked through ->next). */
-static size_t heap_extract(struct job_heap *h, bool (*pred)(const struct sched_job *, uint64_t),
-                           uint64_t key, struct sched_job **out)
+static size_t heap_extract(struct job_heap *h, bool (*pred)(const struct sched_job *, const void *),
+                           const void *key, struct sched_job **out)
 {
         size_t kept = 0, removed = 0;
         for (size_t i = 0; i < h->n; i++) {
@@ -144,14 +144,20 @@ static size_t heap_extract(struct job_heap *h, bool (*pred)(const struct sched_j
         return removed;
 }
 
-static bool match_all(const struct sched_job *j, uint64_t key)
+static bool match_all(const struct sched_job *j, const void *key)
 {
         return true;
 }
 
-static bool match_owner(const struct sched_job *j, uint64_t key)
+struct withdraw_key {
+        uint64_t owner_key;
+        int64_t not_before_us;
+};
+
+static bool match_owner(const struct sched_job *j, const void *key)
 {
-        return j->owner_key == key;
+        const struct withdraw_key *w = key;
+        return j->owner_key == w->owner_key && j->due_us >= w->not_before_us;
 }
 
 static void cancel_list(struct sched_job *list, enum sched_cancel_reason reason)
@@ -320,7 +326,7 @@ static struct sched_job *take_all_queued(struct sched_pools *ps)
         struct sched_job *list = NULL;
         for (struct pool *p = ps->pools; p; p = p->next)
                 for (int prio = 0; prio < SCHED_PRIO_COUNT; prio++)
-                        heap_extract(&p->heaps[prio], match_all, 0, &list);
+                        heap_extract(&p->heaps[prio], match_all, NULL, &list);
         return list;
 }
 
@@ -403,8 +409,10 @@ out:
         return r;
 }
 
-size_t sched_pools_withdraw(struct sched_pools *ps, const char *pool, uint64_t owner_key)
+size_t sched_pools_withdraw(struct sched_pools *ps, const char *pool, uint64_t owner_key,
+                            int64_t not_before_us)
 {
+        struct withdraw_key key = {owner_key, not_before_us};
         struct sched_job *list = NULL;
         size_t n = 0;
 
@@ -413,7 +421,7 @@ size_t sched_pools_withdraw(struct sched_pools *ps, const char *pool, uint64_t o
                 if (!streq(p->name, pool))
                         continue;
                 for (int prio = 0; prio < SCHED_PRIO_COUNT; prio++)
-                        n += heap_extract(&p->heaps[prio], match_owner, owner_key, &list);
+                        n += heap_extract(&p->heaps[prio], match_owner, &key, &list);
                 pthread_cond_broadcast(&p->cond);
         }
         pthread_mutex_unlock(&ps->lock);

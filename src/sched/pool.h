@@ -106,9 +106,11 @@ int sched_pools_submit(struct sched_pools *ps, const char *pool, struct sched_jo
 
 /*
  * Cancel (SCHED_CANCEL_WITHDRAWN) every queued, not yet started job of `pool` whose owner_key
- * is `owner_key`. Returns how many. Any thread.
+ * is `owner_key` and whose due time is at or after `not_before_us` (INT64_MIN: all of them).
+ * Returns how many. Any thread.
  */
-size_t sched_pools_withdraw(struct sched_pools *ps, const char *pool, uint64_t owner_key);
+size_t sched_pools_withdraw(struct sched_pools *ps, const char *pool, uint64_t owner_key,
+                            int64_t not_before_us);
 
 /* Wake executors to re-evaluate due times, e.g. after the schedule clock was shifted in tests. */
 void sched_pools_kick(struct sched_pools *ps);

@@ -340,9 +340,11 @@ static void test_withdraw_by_owner(void **state)
         assert_int_equal(sched_pools_submit(ps, "p", &a.job), 0);
         assert_int_equal(sched_pools_submit(ps, "p", &b.job), 0);
         assert_int_equal(sched_pools_submit(ps, "p", &c.job), 0);
-        assert_int_equal(sched_pools_withdraw(ps, "p", 42), 2);
+        /* Only jobs due at or after the bound go: a and c are due at 0, before 1. */
+        assert_int_equal(sched_pools_withdraw(ps, "p", 42, 1), 0);
+        assert_int_equal(sched_pools_withdraw(ps, "p", 42, INT64_MIN), 2);
         assert_int_equal(j.last_reason, SCHED_CANCEL_WITHDRAWN);
-        assert_int_equal(sched_pools_withdraw(ps, "other", 42), 0);
+        assert_int_equal(sched_pools_withdraw(ps, "other", 42, INT64_MIN), 0);
         open_gate(&j);
         wait_settled(&j, 4);
         assert_string_equal(j.order, "Bb");
