@@ -26,7 +26,8 @@ int plan_pool(struct plan_slot *slots, size_t n, int limit, const int64_t *busy_
         for (int i = 0; i < limit; i++)
                 free_at[i] = busy_until_us ? busy_until_us[i] : INT64_MIN;
 
-        qsort(slots, n, sizeof(*slots), slot_cmp);
+        if (n > 0) /* qsort() must not be handed NULL, even for no elements */
+                qsort(slots, n, sizeof(*slots), slot_cmp);
         for (size_t s = 0; s < n; s++) {
                 /* The place that frees first; limits are small, a scan is cheapest. */
                 int best = 0;
