@@ -80,6 +80,8 @@ dockerfile_runtime_packages() {
         local runtime needed path pkg missing=0
         runtime=$(awk '/^FROM debian:12-slim/ {on=1} on' "$root/Dockerfile")
         for needed in $(readelf -d "$persistd" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
+                # A sanitizer build's runtime is not part of the image.
+                case "$needed" in libasan.so.* | libubsan.so.* | libtsan.so.*) continue ;; esac
                 path=$(ldd "$persistd" | awk -v n="$needed" '$1 == n {print $3}')
                 [[ -n "$path" ]] || { echo "cannot resolve $needed"; missing=1; continue; }
                 pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null)
