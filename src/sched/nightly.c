@@ -832,12 +832,14 @@ static struct pass *pass_build_resumed(struct nightly *n, const char *date,
                 it->in_set = true;
                 it->state = ITEM_PENDING;
                 p->n_items++;
-                if (rec && e->last_success_us > 0 && e->last_success_us >= rec->started_us) {
-                        settle_item(p, p->n_items - 1, ITEM_DONE);
+                /* A run left in flight is reconciled first, even if the save happened: the
+                 * adoption also finishes its run row. */
+                if (list_find(in_flight, m->id)) {
+                        it->adopt = true;
                         continue;
                 }
-                if (list_find(in_flight, m->id))
-                        it->adopt = true;
+                if (rec && e->last_success_us > 0 && e->last_success_us >= rec->started_us)
+                        settle_item(p, p->n_items - 1, ITEM_DONE);
         }
         /* Totals: what the record says was settled before, plus what this leader finds. */
         struct nightly_totals mine = p->totals;
@@ -1610,9 +1612,9 @@ int nightly_start(struct nightly *n)
         int r;
 
         pthread_mutex_lock(&n->lock);
-        if (n->thread_started) {
+        if (n->thread_started || n->stopping) {
                 pthread_mutex_unlock(&n->lock);
-                return -EALREADY;
+                return n->stopping ? -ESHUTDOWN : -EALREADY;
         }
         r = pthread_create(&n->thread, NULL, thread_main, n);
         if (r == 0)
@@ -1820,19 +1822,24 @@ oom:
         return -ENOMEM;
 }
 
-void nightly_free(struct nightly *n)
+void nightly_stop(struct nightly *n)
 {
-        if (!n)
-                return;
         pthread_mutex_lock(&n->lock);
         n->stopping = true;
         kick(n);
         bool started = n->thread_started;
+        n->thread_started = false;
         pthread_mutex_unlock(&n->lock);
         if (started)
                 pthread_join(n->thread, NULL);
-
         nightly_stop_leading(n);
+}
+
+void nightly_free(struct nightly *n)
+{
+        if (!n)
+                return;
+        nightly_stop(n);
         pthread_mutex_lock(&n->lock);
         for (struct nightly_job *j = n->running; j; j = j->running_next)
                 atomic_store(&j->cancelled, true);

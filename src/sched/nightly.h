@@ -232,21 +232,30 @@ const char *nightly_state_to_string(enum nightly_state s);
 struct nightly;
 
 /*
- * A nightly pass runner submitting to `pools` (borrowed; must outlive it, or be freed before
- * nightly_free()). `ops` and `opt` are copied (opt->key_prefix too). NULL on OOM or invalid
- * options (max_attempts < 1, start_minute out of range, owner_key 0, missing required ops).
+ * A nightly pass runner submitting to `pools` (borrowed; it must stay alive until nightly_stop()
+ * has returned). `ops` and `opt` are copied (opt->key_prefix too). NULL on OOM or invalid options
+ * (max_attempts < 1, start_minute out of range, owner_key 0, non-positive window, tick, retry or
+ * TTL, a required op missing). Caller frees with nightly_free().
  */
 struct nightly *nightly_new(struct sched_pools *pools, const struct nightly_ops *ops,
                             const struct nightly_options *opt);
 
 /*
- * Stop the thread, withdraw queued saves, flag running ones cancelled and wait for them to return,
- * then free. NULL is a no-op. Not from an op or a job.
+ * Stop for good: join the thread, stop leading (queued saves withdrawn, running ones flagged
+ * cancelled). The pools may be freed after it (sched_pools_free() waits for the running saves).
+ * Idempotent. Not from an op or a job.
+ */
+void nightly_stop(struct nightly *n);
+
+/*
+ * nightly_stop(), then wait for the running saves to return (they were flagged cancelled), then
+ * free. NULL is a no-op. Not from an op or a job.
  */
 void nightly_free(struct nightly *n);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nightly *, nightly_free);
 
-/* Start the nightly thread. Returns 0, -EALREADY, or a negative errno from pthread_create. */
+/* Start the nightly thread. Returns 0, -EALREADY, -ESHUTDOWN after nightly_stop(), or a negative
+ * errno from pthread_create. Any thread. */
 int nightly_start(struct nightly *n);
 
 /*
