@@ -175,7 +175,8 @@ struct pass {
         size_t *removals; /* settled items whose id is still in the set */
         size_t n_removals, alloc_removals;
         int n_backoff;
-        struct nightly_totals totals;
+        struct nightly_totals totals;    /* live, for the status */
+        struct nightly_totals committed; /* what the set agrees with: written to the record */
         char last_error[NIGHTLY_LAST_ERROR_MAX];
 };
 
@@ -364,6 +365,16 @@ static void requeue_front(struct pass *p, size_t idx)
 }
 
 /* An item reached its end: done, failed or skipped. Lock held. */
+static void count_item(struct nightly_totals *t, enum item_state state)
+{
+        if (state == ITEM_DONE)
+                t->done++;
+        else if (state == ITEM_FAILED)
+                t->failed++;
+        else
+                t->skipped++;
+}
+
 static void settle_item(struct pass *p, size_t idx, enum item_state state)
 {
         struct item *it = &p->items[idx];
@@ -371,13 +382,14 @@ static void settle_item(struct pass *p, size_t idx, enum item_state state)
         it->state = state;
         p->n_open--;
         p->dirty = true;
-        if (state == ITEM_DONE)
-                p->totals.done++;
-        else if (state == ITEM_FAILED)
-                p->totals.failed++;
-        else
-                p->totals.skipped++;
-        if (it->in_set && push_index(&p->removals, &p->n_removals, &p->alloc_removals, idx) < 0)
+        count_item(&p->totals, state);
+        /*
+         * The record counts only what left the set, so a resuming leader, which counts what is
+         * still in it, never counts an instance twice.
+         */
+        if (!it->in_set)
+                count_item(&p->committed, state);
+        else if (push_index(&p->removals, &p->n_removals, &p->alloc_removals, idx) < 0)
                 log_error("nightly pass %s: out of memory; \"%s\" stays in the progress set",
                           p->date, it->id);
 }
@@ -778,13 +790,14 @@ static struct pass *pass_build_fresh(struct nightly *n, const char *date, int64_
                 if (recent) {
                         it->state = ITEM_SKIPPED;
                         p->totals.skipped++;
+                        p->committed.skipped++;
                 } else {
                         it->state = ITEM_PENDING;
                         it->in_set = true;
                         p->n_open++;
                 }
         }
-        p->totals.total = (int)p->n_items;
+        p->totals.total = p->committed.total = (int)p->n_items;
         if (pass_order(p) < 0) {
                 pass_free(p);
                 return NULL;
@@ -847,14 +860,18 @@ static struct pass *pass_build_resumed(struct nightly *n, const char *date,
         if (rec) {
                 int before = rec->totals.done + rec->totals.failed + rec->totals.skipped;
                 int total = MAX(rec->totals.total, before + left);
-                p->totals.total = total;
+                p->committed.total = total;
                 /* Ids that left the set after the record was last updated were settled: done. */
-                p->totals.done = mine.done + rec->totals.done + (total - left - before);
-                p->totals.failed = mine.failed + rec->totals.failed;
-                p->totals.skipped = mine.skipped + rec->totals.skipped;
+                p->committed.done = rec->totals.done + (total - left - before);
+                p->committed.failed = rec->totals.failed;
+                p->committed.skipped = rec->totals.skipped;
         } else {
-                p->totals.total = left;
+                p->committed.total = left;
         }
+        p->totals.total = p->committed.total;
+        p->totals.done = mine.done + p->committed.done;
+        p->totals.failed = mine.failed + p->committed.failed;
+        p->totals.skipped = mine.skipped + p->committed.skipped;
         if (pass_order(p) < 0) {
                 pass_free(p);
                 return NULL;
@@ -1184,7 +1201,7 @@ static void do_setup(struct nightly *n, struct pass *p)
                 p->set_created = true;
         }
         if (!p->recorded) {
-                struct nightly_totals t = p->totals;
+                struct nightly_totals t = p->committed;
                 int64_t id = 0;
                 pthread_mutex_unlock(&n->lock);
                 r = n->ops.pass_create(n->ops.userdata, p->date, p->started_us, &t, &id);
@@ -1227,8 +1244,11 @@ static void do_removals(struct nightly *n, struct pass *p)
         pthread_mutex_lock(&n->lock);
         if (changed(n, ls))
                 return;
-        for (size_t i = 0; i < removed; i++)
+        for (size_t i = 0; i < removed; i++) {
                 p->items[p->removals[i]].in_set = false;
+                count_item(&p->committed, p->items[p->removals[i]].state);
+                p->dirty = true;
+        }
         memmove(p->removals, p->removals + removed, (p->n_removals - removed) * sizeof(size_t));
         p->n_removals -= removed;
         if (r < 0)
@@ -1240,7 +1260,7 @@ static void do_removals(struct nightly *n, struct pass *p)
 static void do_update(struct nightly *n, struct pass *p)
 {
         uint64_t ls = n->lead_serial;
-        struct nightly_totals t = p->totals;
+        struct nightly_totals t = p->committed;
         bool paused = n->paused;
 
         p->dirty = false;
@@ -1259,7 +1279,7 @@ static void do_update(struct nightly *n, struct pass *p)
 static void do_finish(struct nightly *n, struct pass *p)
 {
         uint64_t ls = n->lead_serial;
-        struct nightly_totals t = p->totals;
+        struct nightly_totals t = p->committed;
         int r = 0;
 
         n->phase = PHASE_FINISHING;

@@ -64,6 +64,9 @@ struct fake {
         int64_t ttl;
         int creates, created_n;
         bool progress_down;
+        int fail_creates; /* the next creates fail as if the progress Redis were down */
+        bool stale;       /* pass_create answers -ESTALE (deposed) */
+        int deposed;
 
         /* passes */
         struct nightly_pass_record passes[MAX_PASSES];
@@ -155,6 +158,10 @@ static int f_pass_create(void *u, const char *date, int64_t started_us,
                          const struct nightly_totals *t, int64_t *ret_id)
 {
         pthread_mutex_lock(&fake.lock);
+        if (fake.stale) {
+                pthread_mutex_unlock(&fake.lock);
+                return -ESTALE;
+        }
         assert_true(fake.n_passes < MAX_PASSES);
         int i = fake.n_passes++;
         fake.passes[i] =
@@ -211,7 +218,9 @@ static int f_exists(void *u, const char *key)
 static int f_create(void *u, const char *key, const char *const *ids, size_t n, int64_t ttl)
 {
         pthread_mutex_lock(&fake.lock);
-        if (fake.progress_down) {
+        if (fake.progress_down || fake.fail_creates > 0) {
+                if (fake.fail_creates > 0)
+                        fake.fail_creates--;
                 pthread_mutex_unlock(&fake.lock);
                 return -ECONNREFUSED;
         }
@@ -417,6 +426,13 @@ static void f_overrun(void *u, const char *date, int64_t eta_us, int64_t wend_us
         pthread_mutex_unlock(&fake.lock);
 }
 
+static void f_deposed(void *u)
+{
+        pthread_mutex_lock(&fake.lock);
+        fake.deposed++;
+        pthread_mutex_unlock(&fake.lock);
+}
+
 static const struct nightly_ops fake_ops = {
     .list_instances = f_list_instances,
     .pass_create = f_pass_create,
@@ -432,6 +448,7 @@ static const struct nightly_ops fake_ops = {
     .list_in_flight = f_in_flight,
     .adopt = f_adopt,
     .overrun = f_overrun,
+    .deposed = f_deposed,
 };
 
 /* ---- fixture ----------------------------------------------------------------------------- */
@@ -723,6 +740,12 @@ static void test_pause_and_resume(void **state)
         assert_int_equal(nightly_pause(f.n), -ENOENT);
         start_now(f.n);
         wait_int(&fake.running_all, 1);
+        /* The feeding rule: no more nightly jobs in the pool than its limit, running included. */
+        struct sched_pool_stats *ps;
+        assert_int_equal(sched_pools_stats(f.pools, &ps), 1);
+        assert_int_equal(ps[0].running, 1);
+        assert_int_equal(ps[0].queued_by_priority[SCHED_PRIO_NIGHTLY], 0);
+        free(ps);
         assert_int_equal(nightly_pause(f.n), 0);
         assert_int_equal(nightly_pause(f.n), 0); /* idempotent */
         assert_int_equal(state_of(f.n), NIGHTLY_PAUSED);
@@ -826,6 +849,53 @@ static void test_progress_store_down_pauses(void **state)
         fixture_stop(&f);
 }
 
+static void test_progress_store_down_before_the_pass(void **state)
+{
+        struct fixture f;
+
+        add_inst("cache-0", "p0", USEC_PER_MSEC);
+        add_inst("cache-1", "p1", USEC_PER_MSEC);
+        /* Down when leadership starts: the look for an interrupted pass waits for it. */
+        fake.progress_down = true;
+        default_options(&f.opt);
+        fixture_start(&f, 1);
+        wait_state(f.n, NIGHTLY_WAITING_PROGRESS);
+        assert_int_equal(nightly_start_now(f.n), -EBUSY);
+        set_bool(&fake.progress_down, false);
+        wait_state(f.n, NIGHTLY_IDLE);
+
+        /* The set cannot be created twice: the pass waits, then starts; nothing saved before. */
+        pthread_mutex_lock(&fake.lock);
+        fake.fail_creates = 2;
+        pthread_mutex_unlock(&fake.lock);
+        start_now(f.n);
+        wait_state(f.n, NIGHTLY_DONE);
+        assert_all_saved_once();
+        assert_int_equal(fake.creates, 1);
+        assert_int_equal(fake.n_passes, 1);
+        assert_true(fake.passes[0].finished);
+        fixture_stop(&f);
+}
+
+static void test_deposed_stops_the_pass(void **state)
+{
+        struct fixture f;
+
+        add_inst("cache-0", "p0", USEC_PER_MSEC);
+        fake.stale = true;
+        default_options(&f.opt);
+        fixture_start(&f, 1);
+        start_now(f.n);
+        wait_int(&fake.deposed, 1);
+        clock_sleep_us(50 * USEC_PER_MSEC);
+        pthread_mutex_lock(&fake.lock);
+        assert_int_equal(fake.deposed, 1);
+        assert_int_equal(fake.inst[0].attempts, 0); /* nothing sent to an instance */
+        assert_int_equal(fake.n_passes, 0);
+        pthread_mutex_unlock(&fake.lock);
+        fixture_stop(&f);
+}
+
 static void test_failover_resumes_pending_only(void **state)
 {
         struct fixture a, b;
@@ -858,6 +928,8 @@ static void test_failover_resumes_pending_only(void **state)
                 fail_msg("done %d, orphans %d", done_a, orphans);
         /* Only what was saved left the set (a removal may not have happened before the end). */
         assert_true(fake.n_members >= 12 - done_a && fake.n_members <= 12);
+        /* The record counts only what left the set: a resuming leader cannot count twice. */
+        assert_true(fake.n_passes == 1 && fake.passes[0].totals.done + fake.n_members <= 12);
         fake.hold = false;
         fake.hold_after = 0;
         pthread_mutex_unlock(&fake.lock);
@@ -1054,6 +1126,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_pause_and_resume, setup, teardown),
             cmocka_unit_test_setup_teardown(test_skip_if_saved_recently, setup, teardown),
             cmocka_unit_test_setup_teardown(test_progress_store_down_pauses, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_progress_store_down_before_the_pass, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_deposed_stops_the_pass, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failover_resumes_pending_only, setup, teardown),
             cmocka_unit_test_setup_teardown(test_start_at_configured_minute, setup, teardown),
             cmocka_unit_test_setup_teardown(test_start_catch_up_within_window, setup, teardown),
