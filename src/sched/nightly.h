@@ -206,6 +206,8 @@ struct nightly_options {
         int64_t store_retry_us; /* how often an unreachable store is tried again */
         sched_pool_limit_fn limit_fn; /* the same limits as the pools'; NULL: 1 */
         void *limit_userdata;
+        /* now() and local_time() are called with the module's lock held: they must not call
+         * into this module. */
         nightly_now_fn now; /* schedule clock; NULL: clock_wall_us() */
         void *now_userdata;
         nightly_local_time_fn local_time; /* schedule time zone; NULL: UTC */
@@ -272,7 +274,8 @@ void nightly_stop_leading(struct nightly *n);
 /*
  * Operator actions. pause: running saves end, no new one starts (-ENOENT without a pass in
  * progress). resume: continue a paused pass (-ENOENT without one). start_now: start a pass for
- * today's date now (-EBUSY when one is in progress). All return -EAGAIN when not leading. Any
+ * today's date now (-EBUSY when one is in progress, or while the look for an interrupted pass
+ * that follows nightly_start_leading() is not over). All return -EAGAIN when not leading. Any
  * thread.
  */
 int nightly_pause(struct nightly *n);
