@@ -1773,7 +1773,9 @@ void nightly_status_free(struct nightly_status *s)
 {
         if (!s)
                 return;
-        for (size_t i = 0; i < s->n_pools; i++) {
+        for (size_t i = 0; s->pools && i < s->n_pools; i++) {
+                if (!s->pools[i].current)
+                        continue;
                 for (int k = 0; k < s->pools[i].n_current; k++)
                         free(s->pools[i].current[k]);
                 free(s->pools[i].current);
