@@ -407,6 +407,11 @@ static void add_number(struct strbuf *sb, double v)
                 return;
         }
         char buf[32];
+        if (v == floor(v) && fabs(v) < 1e15) {
+                snprintf(buf, sizeof(buf), "%.0f", v);
+                strbuf_adds(sb, v == 0 ? "0" : buf); /* no "-0" */
+                return;
+        }
         for (int prec = 1; prec <= 17; prec++) {
                 snprintf(buf, sizeof(buf), "%.*g", prec, v);
                 if (strtod(buf, NULL) == v)
