@@ -257,7 +257,7 @@ static int cmd_tasks(int argc, char **argv)
         const char *enabled_filter = NULL;
         _cleanup_free_ char *path = NULL;
         int c, r;
-        optind = 1;
+        optind = 0;
         argc--;
         argv++;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -398,7 +398,7 @@ static int cmd_instances(int argc, char **argv)
         const char *verb = argv[1];
         struct strbuf q = STRBUF_INIT;
         int c, r = 0;
-        optind = 1;
+        optind = 0;
         argc--;
         argv++;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -478,7 +478,7 @@ static int cmd_persist(int argc, char **argv)
         int64_t timeout_s = 60;
         const char *request_id = NULL, *pool = NULL;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
@@ -569,7 +569,7 @@ static int cmd_runs(int argc, char **argv)
         };
         struct strbuf q = STRBUF_INIT;
         int c, idx;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "h", options, &idx)) >= 0) {
                 if (c == 'h') {
                         fputs(runs_help, stdout);
@@ -616,7 +616,7 @@ static int cmd_plan(int argc, char **argv)
         };
         struct strbuf q = STRBUF_INIT;
         int c;
-        optind = 1;
+        optind = 0;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 if (c == 'h') {
                         printf("Usage: persistctl plan [--hour T]\n\nThe plan of the hour "
