@@ -15,6 +15,7 @@
 
 #include "core/strbuf.h"
 #include "http/metrics.h"
+#include "sched/pool.h"
 
 #define LABEL_VALUE_MAX    256
 #define DEFAULT_MAX_SERIES 64
@@ -246,6 +247,8 @@ static bool values_ok(const struct family *f, const char *const *values)
 
 static struct series *series_find(struct family *f, const char *const *values)
 {
+        if (f->n_labels == 0)
+                return f->n_series ? &f->series[0] : NULL;
         for (size_t i = 0; i < f->n_series; i++) {
                 size_t l = 0;
                 while (l < f->n_labels && streq(f->series[i].values[l], values[l]))
@@ -518,6 +521,20 @@ char *metrics_render(struct metrics *m)
         if (sb.len == 0)
                 strbuf_adds(&sb, "");
         return strbuf_detach(&sb);
+}
+
+void metrics_publish_pools(struct metrics *m, const struct sched_pool_stats *stats, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                const char *pool = stats[i].name;
+                metrics_gauge_set(m, M_POOL_SAVES_RUNNING, (const char *[]){pool},
+                                  stats[i].running);
+                metrics_gauge_set(m, M_POOL_LIMIT, (const char *[]){pool}, stats[i].limit);
+                for (int p = 0; p < SCHED_PRIO_COUNT; p++)
+                        metrics_gauge_set(m, M_POOL_SAVES_QUEUED,
+                                          (const char *[]){pool, sched_priority_to_string(p)},
+                                          stats[i].queued_by_priority[p]);
+        }
 }
 
 void metrics_write_markdown(FILE *out)

@@ -103,5 +103,13 @@ char *metrics_render(struct metrics *m);
 /* The Content-Type of metrics_render()'s output. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+struct sched_pool_stats;
+
+/*
+ * Publish a snapshot of the pools (sched_pools_stats(), borrowed): M_POOL_SAVES_RUNNING,
+ * M_POOL_SAVES_QUEUED per priority and M_POOL_LIMIT for each pool. Any thread.
+ */
+void metrics_publish_pools(struct metrics *m, const struct sched_pool_stats *stats, size_t n);
+
 /* Write docs/metrics.md's reference table from metrics_families[]. */
 void metrics_write_markdown(FILE *out);

@@ -521,7 +521,7 @@ static void list_tasks(struct http_request *rq, struct http_response *rs)
 static void create_task(struct http_request *rq, struct http_response *rs)
 {
         struct task_body b;
-        struct json_error je;
+        struct json_error je = {0};
         task_body_defaults(&b);
         int r = json_parse_object(rq->body, rq->body_len, false, task_create_fields,
                                   ELEMENTSOF(task_create_fields), &b, NULL, &je);
@@ -560,7 +560,7 @@ static void update_task(struct http_request *rq, struct http_response *rs, bool 
         if (!path_id_ok(rq, rs, "task"))
                 return;
         struct task_body b;
-        struct json_error je;
+        struct json_error je = {0};
         unsigned present = 0;
         task_body_defaults(&b);
         int r = replace ? json_parse_object(rq->body, rq->body_len, false, task_create_fields,
@@ -625,7 +625,7 @@ static void run_task(struct http_request *rq, struct http_response *rs)
 {
         if (!path_id_ok(rq, rs, "task"))
                 return;
-        struct json_error je;
+        struct json_error je = {0};
         char dummy;
         if (json_parse_object(rq->body, rq->body_len, true, NULL, 0, &dummy, NULL, &je) < 0) {
                 bad_body(rs, &je);
@@ -828,7 +828,7 @@ static void persist(struct http_request *rq, struct http_response *rs, struct pe
 static void persist_many(struct http_request *rq, struct http_response *rs)
 {
         struct persist_body b = {.timeout_s = DEFAULT_PERSIST_TIMEOUT_S};
-        struct json_error je;
+        struct json_error je = {0};
         unsigned present = 0;
         int r = json_parse_object(rq->body, rq->body_len, false, persist_fields,
                                   ELEMENTSOF(persist_fields), &b, &present, &je);
@@ -855,7 +855,7 @@ static void persist_one(struct http_request *rq, struct http_response *rs)
         if (!path_id_ok(rq, rs, "instance"))
                 return;
         struct persist_body b = {.timeout_s = DEFAULT_PERSIST_TIMEOUT_S};
-        struct json_error je;
+        struct json_error je = {0};
         int r = json_parse_object(rq->body, rq->body_len, true, persist_one_fields,
                                   ELEMENTSOF(persist_one_fields), &b, NULL, &je);
         if (r < 0) {
@@ -972,7 +972,7 @@ static void get_nightly(struct http_request *rq, struct http_response *rs)
 static void nightly_control(struct http_request *rq, struct http_response *rs,
                             enum api_nightly_action action)
 {
-        struct json_error je;
+        struct json_error je = {0};
         char dummy;
         if (json_parse_object(rq->body, rq->body_len, true, NULL, 0, &dummy, NULL, &je) < 0) {
                 bad_body(rs, &je);

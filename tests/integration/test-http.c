@@ -16,6 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -908,6 +913,86 @@ static void test_lifecycle(void **state)
         http_server_free(s);
 }
 
+static void *wait_slow_on(void *arg)
+{
+        struct waiter *w = arg;
+        struct http_reply r;
+        fake_http((uint16_t)w->status, "POST", "/v1/instances/redis-slow/persist", FAKE_TOKEN,
+                  "{\"wait\":true,\"timeout_s\":20}", &r);
+        w->status = r.status;
+        http_reply_free(&r);
+        return NULL;
+}
+
+static CURLcode try_get(uint16_t p, long *status)
+{
+        char url[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/healthz", p);
+        CURL *c = curl_easy_init();
+        FILE *devnull = fopen("/dev/null", "w");
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+        CURLcode cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        fclose(devnull);
+        curl_easy_cleanup(c);
+        return cc;
+}
+
+/* Past the connection limit new connections are refused; an idle connection is closed. */
+static void test_connection_limits(void **state)
+{
+        struct http_server_options o = {.listen = "127.0.0.1:0",
+                                        .token = FAKE_TOKEN,
+                                        .max_connections = 2,
+                                        .idle_timeout_s = 1};
+        struct http_server *s = http_server_new(&o, fake_backend(), NULL);
+        assert_int_equal(http_server_start(s), 0);
+        uint16_t p = http_server_port(s);
+        struct waiter w[2] = {{.status = p}, {.status = p}};
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&w[i].thread, NULL, wait_slow_on, &w[i]), 0);
+        /* Poll until both waiters hold their connection: then a third is refused. */
+        long status = 0;
+        bool refused = false;
+        for (int i = 0; i < 100 && !refused; i++) {
+                clock_sleep_us(20 * USEC_PER_MSEC);
+                fake_lock();
+                bool both = fake_get()->saves_started == 1 && fake_get()->backend_calls >= 2;
+                fake_unlock();
+                if (both)
+                        refused = try_get(p, &status) != CURLE_OK;
+        }
+        assert_true(refused);
+        for (int i = 0; i < 2; i++) {
+                pthread_join(w[i].thread, NULL);
+                assert_int_equal(w[i].status, 200);
+        }
+        /* Served again once their connections are closed (MHD notices within moments). */
+        CURLcode cc = CURLE_RECV_ERROR;
+        for (int i = 0; i < 200 && cc != CURLE_OK; i++) {
+                cc = try_get(p, &status);
+                if (cc != CURLE_OK)
+                        clock_sleep_us(50 * USEC_PER_MSEC);
+        }
+        assert_int_equal(cc, CURLE_OK);
+        assert_int_equal(status, 200);
+
+        /* A client that connects and sends nothing is dropped after the idle timeout. */
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {
+            .sin_family = AF_INET, .sin_port = htons(p), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        struct timeval tv = {.tv_sec = 15};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[16];
+        assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0); /* closed by the server */
+        close(fd);
+        http_server_free(s);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -933,6 +1018,7 @@ int main(void)
             cmocka_unit_test_setup(test_persist_timeout, setup),
             cmocka_unit_test_setup(test_persist_crowd, setup),
             cmocka_unit_test_setup(test_lifecycle, setup),
+            cmocka_unit_test_setup(test_connection_limits, setup),
         };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
         http_server_free(server);

@@ -19,6 +19,7 @@
 
 #include "core/util.h"
 #include "http/metrics.h"
+#include "sched/pool.h"
 
 static const double buckets[] = {0.5, 1, 2.5};
 
@@ -191,6 +192,32 @@ static void test_persistd_families(void **state)
         metrics_free(m);
 }
 
+static void test_publish_pools(void **state)
+{
+        struct metrics *m = metrics_new();
+        struct sched_pool_stats st[2] = {
+            {.name = "ssd", .limit = 2, .running = 1, .queued = 3},
+            {.name = "hdd", .limit = 1},
+        };
+        st[0].queued_by_priority[SCHED_PRIO_PERSIST] = 1;
+        st[0].queued_by_priority[SCHED_PRIO_NIGHTLY] = 2;
+        metrics_publish_pools(m, st, 2);
+        char *text = metrics_render(m);
+        assert_non_null(strstr(text, "persistd_pool_saves_running{pool=\"ssd\"} 1\n"
+                                     "persistd_pool_saves_running{pool=\"hdd\"} 0\n"));
+        assert_non_null(
+            strstr(text, "persistd_pool_saves_queued{pool=\"ssd\",priority=\"persist\"} 1\n"));
+        assert_non_null(
+            strstr(text, "persistd_pool_saves_queued{pool=\"ssd\",priority=\"nightly\"} 2\n"));
+        assert_non_null(strstr(text, "persistd_pool_limit{pool=\"hdd\"} 1\n"));
+        free(text);
+        /* A new snapshot replaces the values. */
+        st[0].running = 2;
+        metrics_publish_pools(m, st, 1);
+        assert_true(metrics_value(m, M_POOL_SAVES_RUNNING, (const char *[]){"ssd"}) == 2);
+        metrics_free(m);
+}
+
 struct hammer {
         struct metrics *m;
         int id;
@@ -274,7 +301,8 @@ int main(int argc, char *argv[])
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_exposition_exact),   cmocka_unit_test(test_numbers),
             cmocka_unit_test(test_refusals),           cmocka_unit_test(test_persistd_families),
-            cmocka_unit_test(test_concurrent_updates), cmocka_unit_test(test_docs_match),
+            cmocka_unit_test(test_concurrent_updates), cmocka_unit_test(test_publish_pools),
+            cmocka_unit_test(test_docs_match),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
