@@ -47,6 +47,7 @@ static void help(void)
                "  runs [FILTERS]                      Run history\n"
                "  plan [--hour T]                     The plan of an hour\n"
                "  nightly status|start|pause|resume   The nightly pass\n"
+               "  ready | health                      Readiness / liveness (no token needed)\n"
                "  version                             Print the version\n"
                "\n"
                "Options:\n"
@@ -708,13 +709,49 @@ static int cmd_nightly(int argc, char **argv)
         return 0;
 }
 
+/* /readyz and /healthz: no token needed; the answer says which check failed. */
+static int cmd_probe(int argc, char **argv)
+{
+        bool ready = streq(argv[0], "ready");
+        if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
+                printf("Usage: persistctl %s\n\n%s\n", argv[0],
+                       ready ? "Readiness (/readyz): exits 0 when the configuration is loaded and "
+                               "PostgreSQL is reachable, 5 when not."
+                             : "Liveness (/healthz): exits 0 unless the replica is wedged (it "
+                               "believes it leads but has not renewed the lease), 5 then.");
+                return 0;
+        }
+        if (argc > 1)
+                return usage_error("unexpected argument \"%s\"", argv[1]);
+        _cleanup_free_ char *answer = NULL;
+        long status = 0;
+        int r = pctl_client_request(client, "GET", ready ? "/readyz" : "/healthz", NULL,
+                                    REQUEST_TIMEOUT_MS, &status, &answer);
+        if (r < 0) {
+                fprintf(stderr, "persistctl: cannot reach %s: %s\n", arg.server,
+                        pctl_client_errstr(client));
+                return PCTL_EXIT_UNREACHABLE;
+        }
+        cJSON *o = cJSON_Parse(answer);
+        if (!o) {
+                fprintf(stderr, "persistctl: the server's answer is not JSON (HTTP %ld)\n", status);
+                return PCTL_EXIT_FAILED;
+        }
+        if (arg.json)
+                printf("%s\n", answer);
+        else
+                pctl_print_object(o, stdout);
+        cJSON_Delete(o);
+        return pctl_exit_code(status);
+}
+
 static const struct {
         const char *name;
         int (*fn)(int argc, char **argv);
 } commands[] = {
-    {"status", cmd_status},   {"tasks", cmd_tasks}, {"instances", cmd_instances},
-    {"persist", cmd_persist}, {"runs", cmd_runs},   {"plan", cmd_plan},
-    {"nightly", cmd_nightly},
+    {"ready", cmd_probe}, {"health", cmd_probe},        {"status", cmd_status},
+    {"tasks", cmd_tasks}, {"instances", cmd_instances}, {"persist", cmd_persist},
+    {"runs", cmd_runs},   {"plan", cmd_plan},           {"nightly", cmd_nightly},
 };
 
 int main(int argc, char *argv[])

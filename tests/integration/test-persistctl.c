@@ -75,8 +75,8 @@ static void test_usage(void **state)
         contains(out, "Exit status: 0 success; 1 the operation failed");
         contains(out, "nightly status|start|pause|resume");
         free(out);
-        const char *helps[] = {"status", "tasks", "instances", "persist",
-                               "runs",   "plan",  "nightly"};
+        const char *helps[] = {"status", "tasks",   "instances", "persist", "runs",
+                               "plan",   "nightly", "ready",     "health"};
         for (size_t i = 0; i < ELEMENTSOF(helps); i++) {
                 assert_int_equal(RUN(&out, helps[i], "--help"), 0);
                 contains(out, "Usage: persistctl ");
@@ -198,6 +198,28 @@ static void test_tasks(void **state)
         /* Errors in -o json: the server's error object on stdout too. */
         assert_int_equal(RUN(&out, "-o", "json", "tasks", "run", "hourly-a"), 5);
         contains(out, "{\"error\":{\"code\":\"not_leader\"");
+        free(out);
+}
+
+static void test_probes(void **state)
+{
+        char *out;
+        /* No token needed. */
+        assert_int_equal(
+            run_env(false, NULL, (const char *[]){"--server", server_url, "ready", NULL}, &out), 0);
+        contains(out, "\nchecks.postgres  ok\n");
+        free(out);
+        fake_lock();
+        fake_get()->postgres_down = true;
+        fake_get()->wedged = true;
+        fake_unlock();
+        assert_int_equal(RUN(&out, "ready"), 5);
+        contains(out, "\nchecks.postgres  unreachable: ");
+        free(out);
+        assert_int_equal(RUN(&out, "health"), 5);
+        contains(out, "wedged");
+        free(out);
+        assert_int_equal(RUN(&out, "-o", "json", "health", "--help"), 0);
         free(out);
 }
 
@@ -352,6 +374,7 @@ int main(void)
             cmocka_unit_test_setup(test_usage, setup),
             cmocka_unit_test_setup(test_status_table, setup),
             cmocka_unit_test_setup(test_tasks, setup),
+            cmocka_unit_test_setup(test_probes, setup),
             cmocka_unit_test_setup(test_auth_and_reachability, setup),
             cmocka_unit_test_setup(test_persist, setup),
             cmocka_unit_test_setup(test_runs_plan_nightly_instances, setup),
