@@ -292,6 +292,13 @@ struct api_backend {
          * persist_poll() waits up to `timeout_us` (0: not at all) for every target and fills
          * results[0..n) (caller-allocated); it returns 0 when all are done, -ETIMEDOUT when some
          * are not. persist_end() drops the handle; the saves go on.
+         *
+         * Over sched/persist.h this is: begin = look every target up (pool, estimate), then
+         * persist_request() each into a ticket kept in the handle (remember the tickets under
+         * req->request_id, bounded and expiring, so a retry gets the same ones); poll =
+         * persist_ticket_wait() each with what is left of timeout_us (persist_ticket_peek()
+         * when 0) and copy persist_result into api_persist_result; end = unref the tickets.
+         * The HTTP layer calls poll in slices of at most 200 ms until the request's timeout.
          */
         int (*persist_begin)(void *ud, const struct api_persist_request *req, void **ret_handle,
                              size_t *ret_n, struct api_error *err);
