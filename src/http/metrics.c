@@ -518,8 +518,6 @@ char *metrics_render(struct metrics *m)
                         render_series(&sb, f, &f->series[j]);
         }
         pthread_mutex_unlock(&m->lock);
-        if (sb.len == 0)
-                strbuf_adds(&sb, "");
         return strbuf_detach(&sb);
 }
 
