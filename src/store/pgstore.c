@@ -43,9 +43,17 @@
 /* 'p','e','r','s','i','s','t','d' as a bigint: the key of the migrations' advisory lock. */
 #define MIGRATE_LOCK_KEY "8099572405016016996"
 
-/* SQL fragments converting between timestamptz and int64 microseconds, exactly. */
-#define TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
-#define US(c) "(extract(epoch from " c ") * 1000000)::bigint"
+/* timestamptz from parameter $N (int64 microseconds, exact); columns are read back with
+ * (extract(epoch from c) * 1000000)::bigint, exact too (extract returns numeric). */
+#define TS1 "(timestamptz 'epoch' + $1::bigint * interval '1 microsecond')"
+#define TS2 "(timestamptz 'epoch' + $2::bigint * interval '1 microsecond')"
+#define TS3 "(timestamptz 'epoch' + $3::bigint * interval '1 microsecond')"
+#define TS4 "(timestamptz 'epoch' + $4::bigint * interval '1 microsecond')"
+#define TS5 "(timestamptz 'epoch' + $5::bigint * interval '1 microsecond')"
+#define TS6 "(timestamptz 'epoch' + $6::bigint * interval '1 microsecond')"
+#define TS7 "(timestamptz 'epoch' + $7::bigint * interval '1 microsecond')"
+#define TS8 "(timestamptz 'epoch' + $8::bigint * interval '1 microsecond')"
+#define TS9 "(timestamptz 'epoch' + $9::bigint * interval '1 microsecond')"
 
 /* The head of every fenced statement: the epoch row, share-locked (see the file comment). */
 #define FENCE "WITH e AS (SELECT epoch FROM leader_epoch WHERE id = 1 FOR SHARE) "
@@ -811,36 +819,16 @@ static int deposed(struct pgstore *s, int64_t epoch, int64_t current)
 
 /* ---- runs ------------------------------------------------------------------------------- */
 
-#define RUN_COLS                                                                                                                                                                                                                 \
-        "r.id, r.task_id, r.instance_id, r.pass_id, r.kind, r.action, " US("r.scheduled_for") ", "                                                                                                                               \
-                                                                                              "r."                                                                                                                               \
-                                                                                              "st"                                                                                                                               \
-                                                                                              "at"                                                                                                                               \
-                                                                                              "e,"                                                                                                                               \
-                                                                                              " r"                                                                                                                               \
-                                                                                              ".e"                                                                                                                               \
-                                                                                              "po"                                                                                                                               \
-                                                                                              "ch"                                                                                                                               \
-                                                                                              ", "                                                                                                                               \
-                                                                                              "r."                                                                                                                               \
-                                                                                              "le"                                                                                                                               \
-                                                                                              "ad"                                                                                                                               \
-                                                                                              "er"                                                                                                                               \
-                                                                                              "_i"                                                                                                                               \
-                                                                                              "de"                                                                                                                               \
-                                                                                              "nt"                                                                                                                               \
-                                                                                              "it"                                                                                                                               \
-                                                                                              "y,"                                                                                                                               \
-                                                                                              " r"                                                                                                                               \
-                                                                                              ".r"                                                                                                                               \
-                                                                                              "eq"                                                                                                                               \
-                                                                                              "ue"                                                                                                                               \
-                                                                                              "st"                                                                                                                               \
-                                                                                              "_i"                                                                                                                               \
-                                                                                              "d,"                                                                                                                               \
-                                                                                              " " US("r.claimed_at") ", " US("r.planned_start") ", " US(                                                                         \
-                                                                                                  "r.started_at") ", " US("r.finished_at") ", r.used_memory, r.estimated_duration_ms, r.actual_duration_ms, r.rdb_saves_before," \
-                                                                                                                                           " r.rdb_saves_after, r.lastsave_before, r.lastsave_after, r.error"
+#define RUN_COLS                                                                                   \
+        "r.id, r.task_id, r.instance_id, r.pass_id, r.kind, r.action, "                            \
+        "(extract(epoch from r.scheduled_for) * 1000000)::bigint, "                                \
+        "r.state, r.epoch, r.leader_identity, r.request_id, "                                      \
+        "(extract(epoch from r.claimed_at) * 1000000)::bigint, "                                   \
+        "(extract(epoch from r.planned_start) * 1000000)::bigint, "                                \
+        "(extract(epoch from r.started_at) * 1000000)::bigint, "                                   \
+        "(extract(epoch from r.finished_at) * 1000000)::bigint, "                                  \
+        "r.used_memory, r.estimated_duration_ms, r.actual_duration_ms, r.rdb_saves_before, "       \
+        "r.rdb_saves_after, r.lastsave_before, r.lastsave_after, r.error"
 #define RUN_NCOLS 23
 
 static void decode_run(const PGresult *res, int row, struct pgstore_run *run)
@@ -912,18 +900,15 @@ int pgstore_run_claim(struct pgstore *s, int64_t epoch, const char *identity, in
         p_i64_or_null(&p, estimated_duration_ms, -1);
         int r = query_locked(
             s, "claiming a slot",
-            FENCE
-            ", ins AS ("
-            "INSERT INTO runs (task_id, instance_id, kind, action, scheduled_for, state,"
-            "  epoch, leader_identity, planned_start, estimated_duration_ms)"
-            " SELECT t.id, t.instance_id, 'scheduled', t.action, " TS(
-                "$4") ", 'claimed',"
-                      "  $1::bigint, $2::text, " TS(
-                          "$5") ", $6::bigint"
-                                " FROM tasks t, e WHERE t.id = $3::bigint AND e.epoch = $1::bigint"
-                                " ON CONFLICT (task_id, scheduled_for) DO NOTHING RETURNING id)"
-                                " SELECT (SELECT epoch FROM e), (SELECT id FROM ins),"
-                                "  EXISTS (SELECT 1 FROM tasks WHERE id = $3::bigint)",
+            FENCE ", ins AS ("
+                  "INSERT INTO runs (task_id, instance_id, kind, action, scheduled_for, state,"
+                  "  epoch, leader_identity, planned_start, estimated_duration_ms)"
+                  " SELECT t.id, t.instance_id, 'scheduled', t.action, " TS4 ", 'claimed',"
+                  "  $1::bigint, $2::text, " TS5 ", $6::bigint"
+                  " FROM tasks t, e WHERE t.id = $3::bigint AND e.epoch = $1::bigint"
+                  " ON CONFLICT (task_id, scheduled_for) DO NOTHING RETURNING id)"
+                  " SELECT (SELECT epoch FROM e), (SELECT id FROM ins),"
+                  "  EXISTS (SELECT 1 FROM tasks WHERE id = $3::bigint)",
             &p, &res);
         if (r < 0)
                 return r;
@@ -1003,11 +988,10 @@ int pgstore_run_create(struct pgstore *s, int64_t epoch, const char *identity,
                   "INSERT INTO runs (task_id, instance_id, pass_id, kind, action, state, epoch,"
                   "  leader_identity, request_id, planned_start, estimated_duration_ms)"
                   " SELECT $3::bigint, $4::text, $5::bigint, $6::text, $7::text, 'claimed',"
-                  "  $1::bigint, $2::text, $8::text, " TS(
-                      "$9") ", $10::bigint"
-                            " FROM e WHERE e.epoch = $1::bigint"
-                            " ON CONFLICT DO NOTHING RETURNING id)"
-                            " SELECT (SELECT epoch FROM e), (SELECT id FROM ins)",
+                  "  $1::bigint, $2::text, $8::text, " TS9 ", $10::bigint"
+                  " FROM e WHERE e.epoch = $1::bigint"
+                  " ON CONFLICT DO NOTHING RETURNING id)"
+                  " SELECT (SELECT epoch FROM e), (SELECT id FROM ins)",
                   p.n, p.v, &res);
         if (r < 0)
                 goto out;
@@ -1094,21 +1078,19 @@ int pgstore_run_start(struct pgstore *s, int64_t epoch, int64_t run_id,
         p_i64_or_null(&p, start->lastsave_before, -1);
         p_i64_or_null(&p, start->used_memory, -1);
         p_i64_or_null(&p, start->estimated_duration_ms, -1);
-        return fenced_update(
-            s, "starting run",
-            FENCE ", u AS (UPDATE runs SET state = 'running', started_at = " TS(
-                "$3") ","
-                      "  planned_start = coalesce(" TS(
-                          "$4") ", planned_start),"
-                                "  rdb_saves_before = $5::bigint, lastsave_before = $6::bigint,"
-                                "  used_memory = $7::bigint,"
-                                "  estimated_duration_ms = coalesce($8::bigint, "
-                                "estimated_duration_ms)"
-                                " WHERE id = $2::bigint AND epoch = $1::bigint AND state = "
-                                "'claimed'"
-                                "  AND (SELECT epoch FROM e) = $1::bigint RETURNING "
-                                "id)" FENCED_RUN_TAIL,
-            &p, epoch, run_id);
+        return fenced_update(s, "starting run",
+                             FENCE ", u AS (UPDATE runs SET state = 'running', started_at = " TS3
+                                   ","
+                                   "  planned_start = coalesce(" TS4 ", planned_start),"
+                                   "  rdb_saves_before = $5::bigint, lastsave_before = $6::bigint,"
+                                   "  used_memory = $7::bigint,"
+                                   "  estimated_duration_ms = coalesce($8::bigint, "
+                                   "estimated_duration_ms)"
+                                   " WHERE id = $2::bigint AND epoch = $1::bigint AND state = "
+                                   "'claimed'"
+                                   "  AND (SELECT epoch FROM e) = $1::bigint RETURNING "
+                                   "id)" FENCED_RUN_TAIL,
+                             &p, epoch, run_id);
 }
 
 int pgstore_run_finish(struct pgstore *s, int64_t epoch, int64_t run_id,
@@ -1134,16 +1116,14 @@ int pgstore_run_finish(struct pgstore *s, int64_t epoch, int64_t run_id,
         p_i64_or_null(&p, finish->actual_duration_ms, -1);
         return fenced_update(
             s, "finishing run",
-            FENCE
-            ", u AS (UPDATE runs SET state = $3::text, error = $4::text,"
-            "  finished_at = greatest(" TS(
-                "$5") ", started_at),"
-                      "  rdb_saves_after = $6::bigint, lastsave_after = $7::bigint,"
-                      "  used_memory = coalesce($8::bigint, used_memory),"
-                      "  actual_duration_ms = $9::bigint"
-                      " WHERE id = $2::bigint AND epoch = $1::bigint"
-                      "  AND state IN ('claimed', 'running')"
-                      "  AND (SELECT epoch FROM e) = $1::bigint RETURNING id)" FENCED_RUN_TAIL,
+            FENCE ", u AS (UPDATE runs SET state = $3::text, error = $4::text,"
+                  "  finished_at = greatest(" TS5 ", started_at),"
+                  "  rdb_saves_after = $6::bigint, lastsave_after = $7::bigint,"
+                  "  used_memory = coalesce($8::bigint, used_memory),"
+                  "  actual_duration_ms = $9::bigint"
+                  " WHERE id = $2::bigint AND epoch = $1::bigint"
+                  "  AND state IN ('claimed', 'running')"
+                  "  AND (SELECT epoch FROM e) = $1::bigint RETURNING id)" FENCED_RUN_TAIL,
             &p, epoch, run_id);
 }
 
@@ -1173,14 +1153,14 @@ int pgstore_runs_slots(struct pgstore *s, int64_t from, int64_t to, struct pgsto
 
         p_i64(&p, from);
         p_i64(&p, to);
-        int r = query_locked(
-            s, "reading recorded slots",
-            "SELECT task_id, " US(
-                "scheduled_for") ", id, epoch, state FROM runs"
-                                 " WHERE kind = 'scheduled' AND task_id IS NOT NULL"
-                                 "  AND scheduled_for >= " TS("$1") " AND scheduled_for < " TS(
-                                     "$2") " ORDER BY scheduled_for, task_id",
-            &p, &res);
+        int r = query_locked(s, "reading recorded slots",
+                             "SELECT task_id, "
+                             "(extract(epoch from scheduled_for) * 1000000)::bigint"
+                             ", id, epoch, state FROM runs"
+                             " WHERE kind = 'scheduled' AND task_id IS NOT NULL"
+                             "  AND scheduled_for >= " TS1 " AND scheduled_for < " TS2
+                             " ORDER BY scheduled_for, task_id",
+                             &p, &res);
         if (r < 0)
                 return r;
         size_t n = (size_t)PQntuples(res);
@@ -1268,12 +1248,10 @@ int pgstore_runs_query(struct pgstore *s, const struct pgstore_run_filter *f,
                              "  AND ($2::text IS NULL OR r.instance_id = $2::text)"
                              "  AND ($3::text IS NULL OR r.kind = $3::text)"
                              "  AND ($4::text IS NULL OR r.state = $4::text)"
-                             "  AND ($5::bigint IS NULL OR r.claimed_at >= " TS(
-                                 "$5") ")"
-                                       "  AND ($6::bigint IS NULL OR r.claimed_at < " TS(
-                                           "$6") ")"
-                                                 "  AND ($7::bigint IS NULL OR r.id < $7::bigint)"
-                                                 " ORDER BY r.id DESC LIMIT $8::bigint",
+                             "  AND ($5::bigint IS NULL OR r.claimed_at >= " TS5 ")"
+                             "  AND ($6::bigint IS NULL OR r.claimed_at < " TS6 ")"
+                             "  AND ($7::bigint IS NULL OR r.id < $7::bigint)"
+                             " ORDER BY r.id DESC LIMIT $8::bigint",
                              &p, &res);
         return r < 0 ? r : decode_runs(s, res, ret, ret_n);
 }
@@ -1345,9 +1323,10 @@ static int stream(struct pgstore *s, const char *what, const char *sql, const st
 }
 
 #define TASK_COLS                                                                                  \
-        "t.id, t.instance_id, t.action, t.schedule, t.enabled, t.misfire_policy,"                  \
-        " t.starting_deadline_s, t.description, t.invalid_reason, " US("t.created_at") ", " US(    \
-            "t.updated_at") ", i.pool, i.enabled"
+        "t.id, t.instance_id, t.action, t.schedule, t.enabled, t.misfire_policy, "                 \
+        "t.starting_deadline_s, t.description, t.invalid_reason, "                                 \
+        "(extract(epoch from t.created_at) * 1000000)::bigint, "                                   \
+        "(extract(epoch from t.updated_at) * 1000000)::bigint, i.pool, i.enabled"
 
 static void decode_task(const PGresult *res, int row, struct pgstore_task *t)
 {
@@ -1463,7 +1442,8 @@ int pgstore_task_create(struct pgstore *s, const struct pgstore_task *task, int6
                          task->id != 0
                              ? "INSERT INTO tasks (id, instance_id, action, schedule, enabled,"
                                " misfire_policy, starting_deadline_s, description)"
-                               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+                               " OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                               " RETURNING id"
                              : "INSERT INTO tasks (instance_id, action, schedule, enabled,"
                                " misfire_policy, starting_deadline_s, description)"
                                " SELECT $2, $3, $4, $5, $6, $7, $8 WHERE $1::bigint IS NULL"
@@ -1558,11 +1538,13 @@ int pgstore_instance_set_invalid(struct pgstore *s, const char *id, const char *
 /* ---- instances -------------------------------------------------------------------------- */
 
 #define INSTANCE_COLS                                                                              \
-        "id, host, port, pod_namespace, pod_name, username, password, password_secret_namespace,"  \
-        " password_secret_name, password_secret_key, pool, enabled, write_rate_bytes_s,"           \
-        " fork_ms_per_gb, estimate_samples, redis_version, can_bgsave, can_bgrewriteaof,"          \
-        " can_config, save_disabled, " US("capabilities_at") ", invalid_reason, " US(              \
-            "created_at") ", " US("updated_at")
+        "id, host, port, pod_namespace, pod_name, username, password, "                            \
+        "password_secret_namespace, password_secret_name, password_secret_key, pool, enabled, "    \
+        "write_rate_bytes_s, fork_ms_per_gb, estimate_samples, redis_version, can_bgsave, "        \
+        "can_bgrewriteaof, can_config, save_disabled, "                                            \
+        "(extract(epoch from capabilities_at) * 1000000)::bigint, invalid_reason, "                \
+        "(extract(epoch from created_at) * 1000000)::bigint, "                                     \
+        "(extract(epoch from updated_at) * 1000000)::bigint"
 
 static void decode_instance(const PGresult *res, int row, struct pgstore_instance *in)
 {
@@ -1696,16 +1678,18 @@ int pgstore_instance_set_capabilities(struct pgstore *s, const char *id,
         return update_one(s, "storing capabilities",
                           "UPDATE instances SET redis_version = $2, can_bgsave = $3,"
                           " can_bgrewriteaof = $4, can_config = $5, save_disabled = $6,"
-                          " capabilities_at = coalesce(" TS("$7") ", now()) WHERE id = $1",
+                          " capabilities_at = coalesce(" TS7 ", now()) WHERE id = $1",
                           &p, id);
 }
 
 /* ---- passes ------------------------------------------------------------------------------ */
 
 #define PASS_COLS                                                                                  \
-        "id, to_char(pass_date, 'YYYY-MM-DD'), state, total, done, failed, skipped, epoch,"        \
-        " leader_identity, " US("started_at") ", " US("updated_at") ", " US(                       \
-            "finished_at") ", " US("eta")
+        "id, to_char(pass_date, 'YYYY-MM-DD'), state, total, done, failed, skipped, epoch, "       \
+        "leader_identity, (extract(epoch from started_at) * 1000000)::bigint, "                    \
+        "(extract(epoch from updated_at) * 1000000)::bigint, "                                     \
+        "(extract(epoch from finished_at) * 1000000)::bigint, "                                    \
+        "(extract(epoch from eta) * 1000000)::bigint"
 
 int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
                         const char *pass_date, int total, int64_t *ret_id)
@@ -1754,17 +1738,15 @@ int pgstore_pass_update(struct pgstore *s, int64_t epoch, const char *identity, 
         p_i64_or_null(&p, eta, 0);
         return fenced_update(
             s, "updating pass",
-            FENCE
-            ", u AS (UPDATE passes SET state = $4::text, total = $5::int,"
-            "  done = $6::int, failed = $7::int, skipped = $8::int, eta = " TS(
-                "$9") ","
-                      "  epoch = $1::bigint, leader_identity = $3::text, updated_at = now(),"
-                      "  finished_at = CASE WHEN $4::text IN ('finished', 'aborted')"
-                      "    THEN coalesce(finished_at, now()) END"
-                      " WHERE id = $2::bigint AND (SELECT epoch FROM e) = $1::bigint RETURNING id)"
-                      " SELECT (SELECT epoch FROM e), (SELECT count(*) FROM u),"
-                      "  (SELECT state FROM passes WHERE id = $2::bigint),"
-                      "  (SELECT epoch FROM passes WHERE id = $2::bigint)",
+            FENCE ", u AS (UPDATE passes SET state = $4::text, total = $5::int,"
+                  "  done = $6::int, failed = $7::int, skipped = $8::int, eta = " TS9 ","
+                  "  epoch = $1::bigint, leader_identity = $3::text, updated_at = now(),"
+                  "  finished_at = CASE WHEN $4::text IN ('finished', 'aborted')"
+                  "    THEN coalesce(finished_at, now()) END"
+                  " WHERE id = $2::bigint AND (SELECT epoch FROM e) = $1::bigint RETURNING id)"
+                  " SELECT (SELECT epoch FROM e), (SELECT count(*) FROM u),"
+                  "  (SELECT state FROM passes WHERE id = $2::bigint),"
+                  "  (SELECT epoch FROM passes WHERE id = $2::bigint)",
             &p, epoch, id);
 }
 
