@@ -1535,6 +1535,21 @@ int pgstore_instance_set_invalid(struct pgstore *s, const char *id, const char *
                            id, reason);
 }
 
+int pgstore_unusable_count(struct pgstore *s, int *ret_tasks, int *ret_instances)
+{
+        PGresult *res;
+        int r = query_locked(s, "counting unusable rows",
+                             "SELECT count(*) FILTER (WHERE kind = 'task'),"
+                             " count(*) FILTER (WHERE kind = 'instance') FROM unusable_rows",
+                             NULL, &res);
+        if (r < 0)
+                return r;
+        *ret_tasks = (int)col_i64(res, 0, 0, 0);
+        *ret_instances = (int)col_i64(res, 0, 1, 0);
+        PQclear(res);
+        return 0;
+}
+
 /* ---- instances -------------------------------------------------------------------------- */
 
 #define INSTANCE_COLS                                                                              \

@@ -400,6 +400,9 @@ int pgstore_task_delete(struct pgstore *s, int64_t id);
 int pgstore_task_set_invalid(struct pgstore *s, int64_t id, const char *reason);
 int pgstore_instance_set_invalid(struct pgstore *s, const char *id, const char *reason);
 
+/* How many tasks and instances are flagged unusable now (for the metric). */
+int pgstore_unusable_count(struct pgstore *s, int *ret_tasks, int *ret_instances);
+
 /* ---- instances ---------------------------------------------------------------------------- */
 
 /* Stream instances (all, or enabled only), ordered by id; like pgstore_tasks_foreach. */

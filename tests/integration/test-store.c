@@ -439,6 +439,10 @@ static void test_tasks_foreach_and_invalid_flags(void **state)
         th_pg_exec(d.sql, "UPDATE tasks SET schedule = '*/2 * * * *' WHERE id = 5");
         assert_int_equal(sql_int(&d, "SELECT count(*) FROM unusable_rows"), 0);
         assert_int_equal(pgstore_instance_set_invalid(s, "redis-off", "pod: not found"), 0);
+        int nt = -1, ni = -1;
+        assert_int_equal(pgstore_unusable_count(s, &nt, &ni), 0);
+        assert_int_equal(nt, 0);
+        assert_int_equal(ni, 1);
         assert_int_equal(sql_int(&d, "SELECT count(*) FROM unusable_rows WHERE kind ="
                                      " 'instance'"),
                          1);
