@@ -75,8 +75,11 @@ struct pgstore {
 
 /* ---- errors (per thread, like errno) ------------------------------------------------------ */
 
-static _Thread_local char tls_errstr[512];
-static _Thread_local char tls_sqlstate[6];
+/* initial-exec: the library is linked into executables only, and this keeps __tls_get_addr (and
+ * so a direct dependency on the dynamic loader) out of the binaries. */
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static _Thread_local char tls_errstr[512] TLS_IE;
+static _Thread_local char tls_sqlstate[6] TLS_IE;
 
 const char *pgstore_errstr(void)
 {
