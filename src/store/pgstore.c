@@ -1286,7 +1286,7 @@ int pgstore_runs_delete_older(struct pgstore *s, int64_t max_age_s, int batch, i
 
 /* ---- streaming rows --------------------------------------------------------------------- */
 
-typedef int (*row_fn)(const PGresult *res, void *userdata);
+typedef int (*row_fn)(const PGresult *res, int row, void *userdata);
 
 /*
  * With the lock held: run `sql` in single-row mode, calling `fn` per row. A non-zero return of
@@ -1308,10 +1308,10 @@ static int stream(struct pgstore *s, const char *what, const char *sql, const st
                 ExecStatusType st = PQresultStatus(res);
                 if (st == PGRES_SINGLE_TUPLE) {
                         if (stop == 0 && failed == 0)
-                                stop = fn(res, userdata);
+                                stop = fn(res, 0, userdata);
                 } else if (st == PGRES_TUPLES_OK) {
                         for (int i = 0; i < PQntuples(res) && stop == 0 && failed == 0; i++)
-                                stop = fn(res, userdata); /* only without single-row mode */
+                                stop = fn(res, i, userdata); /* without single-row mode */
                 } else if (failed == 0) {
                         failed = PQstatus(s->conn) != CONNECTION_OK ? -ENOTCONN
                                                                     : result_error(s, res, what);
@@ -1359,10 +1359,10 @@ struct task_stream {
         struct pgstore_task task;
 };
 
-static int task_row(const PGresult *res, void *userdata)
+static int task_row(const PGresult *res, int row, void *userdata)
 {
         struct task_stream *ts = userdata;
-        decode_task(res, 0, &ts->task);
+        decode_task(res, row, &ts->task);
         return ts->fn(&ts->task, ts->userdata);
 }
 
@@ -1599,10 +1599,10 @@ struct instance_stream {
         struct pgstore_instance instance;
 };
 
-static int instance_row(const PGresult *res, void *userdata)
+static int instance_row(const PGresult *res, int row, void *userdata)
 {
         struct instance_stream *is = userdata;
-        decode_instance(res, 0, &is->instance);
+        decode_instance(res, row, &is->instance);
         int r = is->fn(&is->instance, is->userdata);
         explicit_bzero(is->instance.password, sizeof(is->instance.password));
         return r;
