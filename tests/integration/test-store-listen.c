@@ -288,6 +288,49 @@ static void test_migrate_verb(void **state)
         free(dir);
 }
 
+/* Several replicas' `persistd migrate` at once on an empty database: one applies. */
+static void test_migrate_verb_concurrent_processes(void **state)
+{
+        enum { N = 3 };
+        char *dir = th_tmpdir("migrate-many");
+        char *db = th_pg_create_db("verbs");
+        char *dsn = th_pg_dsn(db), *yaml, *logs[N];
+        pid_t pids[N];
+        int applied = 0, up_to_date = 0;
+
+        assert_true(asprintf(&yaml, "postgres: {dsn: \"%s\"}\n", dsn) > 0);
+        char *config = write_file(dir, "persistd.yaml", yaml);
+        free(yaml);
+        for (int i = 0; i < N; i++) {
+                char *argv[] = {(char *)th_persistd_path(), (char *)"migrate", (char *)"-c", config,
+                                NULL};
+                assert_true(asprintf(&logs[i], "%s/migrate-%d.log", dir, i) > 0);
+                pids[i] = th_spawn(argv, NULL, logs[i]);
+        }
+        for (int i = 0; i < N; i++) {
+                int status;
+                char *out;
+                assert_true(th_wait_exit(pids[i], 30000, &status));
+                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                assert_int_equal(read_full_file(logs[i], 1 << 20, &out, NULL), 0);
+                applied += strstr(out, "applied migration 1: ") != NULL;
+                up_to_date += strstr(out, "schema is up to date at version 1") != NULL;
+                free(out);
+                free(logs[i]);
+        }
+        assert_int_equal(applied, 1);
+        assert_int_equal(up_to_date, N - 1);
+        PGconn *c = th_pg_connect(db);
+        char *n = th_pg_value(c, "SELECT count(*) FROM schema_migrations");
+        assert_string_equal(n, "1");
+        free(n);
+        PQfinish(c);
+        free(config);
+        free(dsn);
+        free(db);
+        free(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -295,6 +338,7 @@ int main(void)
             cmocka_unit_test(test_periodic_resync),
             cmocka_unit_test(test_listener_survives_a_killed_backend),
             cmocka_unit_test(test_migrate_verb),
+            cmocka_unit_test(test_migrate_verb_concurrent_processes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
