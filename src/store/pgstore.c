@@ -69,6 +69,7 @@ struct pgstore {
         int lock_timeout_ms;
         int64_t backoff_us;
         int64_t next_attempt_us; /* monotonic; no reconnection attempt before it */
+        bool connecting;         /* a thread is connecting, without the lock */
         char last_connect_error[256];
         atomic_bool connected;
 };
@@ -363,7 +364,16 @@ static int ensure_conn(struct pgstore *s, bool force)
                                  "PostgreSQL unreachable (%s); next attempt in %" PRId64 " ms",
                                  s->last_connect_error, (s->next_attempt_us - now) / 1000);
 
+        if (s->connecting)
+                return set_error(s, -ENOTCONN, "reconnecting to PostgreSQL");
+
+        /*
+         * Connect without the lock: against an unreachable host this takes connect_timeout_s,
+         * and the other threads should fail fast meanwhile rather than queue behind it.
+         */
         _cleanup_free_ char *err = NULL;
+        s->connecting = true;
+        pthread_mutex_unlock(&s->lock);
         PGconn *c = pgstore_open_conn(s->dsn, s->connect_timeout_s, s->application_name, &err);
         if (c && session_timeouts(c, s->statement_timeout_ms) < 0) {
                 free(err);
@@ -371,6 +381,8 @@ static int ensure_conn(struct pgstore *s, bool force)
                 PQfinish(c);
                 c = NULL;
         }
+        pthread_mutex_lock(&s->lock);
+        s->connecting = false;
         if (!c) {
                 s->backoff_us = s->backoff_us == 0 ? PGSTORE_BACKOFF_MIN_US
                                                    : MIN(s->backoff_us * 2, PGSTORE_BACKOFF_MAX_US);
@@ -440,6 +452,8 @@ static int query(struct pgstore *s, const char *what, const char *sql, int n,
         }
         r = result_error(s, res, what);
         PQclear(res);
+        if (r == -ENOTCONN) /* the server is shutting the session down (57P0x, 08xxx) */
+                drop_conn(s);
         return r;
 }
 

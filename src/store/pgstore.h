@@ -7,6 +7,8 @@
  *
  * Threads: a `struct pgstore` is one connection guarded by one mutex; any thread may call any
  * function, and calls are serialized (each is one short statement bounded by statement_timeout).
+ * A reconnection happens outside the mutex: while one thread connects (up to
+ * connect_timeout_s), the others fail at once with -ENOTCONN instead of queueing behind it.
  * A listener (pgstore_listener_*) has its own connection and its own thread.
  *
  * Errors: functions return 0 or a negative errno. The detail of the calling thread's last failed
@@ -294,7 +296,10 @@ struct pgstore_run_finish {
         int64_t rdb_saves_after, lastsave_after, used_memory, actual_duration_ms; /* -1 */
 };
 
-/* claimed|running -> a final state. -EINVAL for a non-final state; -ENOENT; -EALREADY. */
+/*
+ * claimed|running -> a final state (finished_at is stored no earlier than started_at).
+ * -EINVAL for a non-final state; -ENOENT; -EALREADY (already final, or another epoch's run).
+ */
 int pgstore_run_finish(struct pgstore *s, int64_t epoch, int64_t run_id,
                        const struct pgstore_run_finish *finish);
 
@@ -449,7 +454,9 @@ int pgstore_pass_by_date(struct pgstore *s, const char *pass_date, struct pgstor
  * A listener: its own connection that LISTENs on "persistd_changes" and its own thread that
  * calls, in order and never concurrently:
  *   change(table, op, id)  per changed row: table "tasks" or "instances", op "INSERT",
- *                          "UPDATE" or "DELETE", id the row's id (all borrowed for the call);
+ *                          "UPDATE" or "DELETE", id the row's id (all borrowed for the call).
+ *                          An instance change may change its tasks' pool or enabled state:
+ *                          re-read them (pgstore_tasks_foreach with filter.instance_id);
  *   resync()               every resync_interval_s, right after every (re)connection (changes may
  *                          have been missed while disconnected), and for a TRUNCATE.
  * A lost connection is re-established with backoff (0.25 s to 10 s).
