@@ -72,7 +72,10 @@ static int connect_and_listen(struct pgstore_listener *l)
                 log_debug("listener cannot connect: %s", err ? err : "out of memory");
                 return -ENOTCONN;
         }
-        PGresult *res = PQexec(l->conn, "LISTEN " PGSTORE_CHANNEL);
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SET statement_timeout = %d; LISTEN " PGSTORE_CHANNEL,
+                 l->connect_timeout_s * 1000);
+        PGresult *res = PQexec(l->conn, sql);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok) {

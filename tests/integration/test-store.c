@@ -691,6 +691,79 @@ static void test_fencing_race_with_a_bump(void **state)
         db_close(&d);
 }
 
+/*
+ * The same for finishes: the old leader finishes its runs one by one while the new leader bumps
+ * and lists what is left. Each run is either finished by the old leader (told 0) or left for the
+ * new one (the old leader told -ESTALE) — never both, never neither.
+ */
+struct finisher {
+        const char *dsn;
+        int64_t epoch;
+        int64_t *runs;
+        int n;
+        atomic_int finished;
+        atomic_bool started;
+        int64_t *finished_ids;
+};
+
+static void *finisher_main(void *arg)
+{
+        struct finisher *f = arg;
+        struct pgstore *s = store_for(f->dsn);
+        const struct pgstore_run_finish fin = {.state = PGSTORE_RUN_SUCCEEDED,
+                                               .finished_at = T0 + HOUR_US,
+                                               .rdb_saves_after = -1,
+                                               .lastsave_after = -1,
+                                               .used_memory = -1,
+                                               .actual_duration_ms = -1};
+        for (int i = 0; i < f->n; i++) {
+                int r = pgstore_run_finish(s, f->epoch, f->runs[i], &fin);
+                atomic_store(&f->started, true);
+                if (r == -ESTALE)
+                        break;
+                assert_int_equal(r, 0);
+                f->finished_ids[atomic_fetch_add(&f->finished, 1)] = f->runs[i];
+        }
+        pgstore_free(s);
+        return NULL;
+}
+
+static void test_finish_race_with_a_bump(void **state)
+{
+        enum { N = 300 };
+        struct db d;
+        int64_t runs[N], finished_ids[N], e_old, e_new;
+        enum pgstore_claim_result cr;
+        pthread_t th;
+
+        db_open(&d, "finrace", true);
+        struct pgstore *s = store_for(d.dsn);
+        assert_int_equal(pgstore_epoch_bump(s, "old", &e_old), 0);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(pgstore_run_claim(s, e_old, "old", 1, T0 + i * USEC_PER_SEC, 0, -1,
+                                                   &cr, &runs[i]),
+                                 0);
+        struct finisher f = {
+            .dsn = d.dsn, .epoch = e_old, .runs = runs, .n = N, .finished_ids = finished_ids};
+        assert_int_equal(pthread_create(&th, NULL, finisher_main, &f), 0);
+        while (!atomic_load(&f.started))
+                clock_sleep_us(1000);
+        clock_sleep_us(5000);
+        assert_int_equal(pgstore_epoch_bump(s, "new", &e_new), 0);
+        struct pgstore_run *stale = NULL;
+        size_t n = 0;
+        assert_int_equal(pgstore_runs_stale(s, e_new, &stale, &n), 0);
+        pthread_join(th, NULL);
+        int done = atomic_load(&f.finished);
+        assert_int_equal(done + (int)n, N);
+        for (size_t i = 0; i < n; i++)
+                for (int k = 0; k < done; k++)
+                        assert_true(stale[i].id != finished_ids[k]);
+        free(stale);
+        pgstore_free(s);
+        db_close(&d);
+}
+
 /* ---- claims under concurrency --------------------------------------------------------------- */
 
 struct claimer {
@@ -1022,6 +1095,7 @@ int main(void)
             cmocka_unit_test(test_instances_read_and_learned_values),
             cmocka_unit_test(test_epoch_fences_every_write),
             cmocka_unit_test(test_fencing_race_with_a_bump),
+            cmocka_unit_test(test_finish_race_with_a_bump),
             cmocka_unit_test(test_claim_exactly_once_under_concurrency),
             cmocka_unit_test(test_request_id_returns_the_existing_run),
             cmocka_unit_test(test_last_success_and_paging),
