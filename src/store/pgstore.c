@@ -238,8 +238,10 @@ char *pgstore_dsn_password(const char *dsn)
         if (!opts)
                 return NULL;
         for (PQconninfoOption *o = opts; o->keyword; o++)
-                if (streq(o->keyword, "password") && !strempty(o->val))
+                if (streq(o->keyword, "password") && !strempty(o->val)) {
                         found = strdup(o->val);
+                        break;
+                }
         PQconninfoFree(opts);
         return found;
 }
@@ -515,7 +517,7 @@ static int query_locked(struct pgstore *s, const char *what, const char *sql,
 
 int pgstore_ping(struct pgstore *s)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query_locked(s, "ping", "SELECT 1", NULL, &res);
         if (r < 0)
                 return r;
@@ -622,7 +624,7 @@ bool pgstore_run_state_is_final(enum pgstore_run_state s)
 
 static int current_version(struct pgstore *s, int *ret)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query(s, "reading the schema version",
                       "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, &res);
         if (r < 0)
@@ -653,7 +655,7 @@ int pgstore_schema_current(struct pgstore *s, int *ret_version)
 
 static int simple(struct pgstore *s, const char *what, const char *sql)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query(s, what, sql, 0, NULL, &res);
         if (r == 0)
                 PQclear(res);
@@ -684,7 +686,7 @@ static int apply_migrations(struct pgstore *s, int *ret_from, int *ret_to)
 
         for (size_t i = 0; i < pgstore_migrations_count; i++) {
                 const struct pgstore_migration *m = &pgstore_migrations[i];
-                PGresult *res;
+                PGresult *res = NULL;
                 struct params p = {0};
                 char what[96];
 
@@ -790,7 +792,7 @@ out:
 int pgstore_epoch_bump(struct pgstore *s, const char *identity, int64_t *ret_epoch)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_str(&p, identity);
         int r =
@@ -810,7 +812,7 @@ int pgstore_epoch_bump(struct pgstore *s, const char *identity, int64_t *ret_epo
 
 int pgstore_epoch_get(struct pgstore *s, int64_t *ret_epoch, char *identity)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query_locked(s, "reading the leader epoch",
                              "SELECT epoch, leader_identity FROM leader_epoch WHERE id = 1", NULL,
                              &res);
@@ -907,7 +909,7 @@ int pgstore_run_claim(struct pgstore *s, int64_t epoch, const char *identity, in
                       enum pgstore_claim_result *ret_result, int64_t *ret_run_id)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, epoch);
         p_str(&p, identity);
@@ -946,7 +948,7 @@ int pgstore_run_claim(struct pgstore *s, int64_t epoch, const char *identity, in
 static int run_get_unlocked(struct pgstore *s, int64_t run_id, struct pgstore_run *ret)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, run_id);
         int r = query(s, "reading a run", "SELECT " RUN_COLS " FROM runs r WHERE r.id = $1", p.n,
@@ -976,7 +978,7 @@ int pgstore_run_create(struct pgstore *s, int64_t epoch, const char *identity,
                        bool *ret_existed)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
         int r;
 
         clear_error();
@@ -1058,7 +1060,7 @@ out:
 static int fenced_update(struct pgstore *s, const char *what, const char *sql,
                          const struct params *p, int64_t epoch, int64_t id)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query_locked(s, what, sql, p, &res);
         if (r < 0)
                 return r;
@@ -1165,7 +1167,7 @@ int pgstore_runs_slots(struct pgstore *s, int64_t from, int64_t to, struct pgsto
                        size_t *ret_n)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
         int v;
 
         p_i64(&p, from);
@@ -1204,7 +1206,7 @@ int pgstore_runs_slots(struct pgstore *s, int64_t from, int64_t to, struct pgsto
 int pgstore_runs_stale(struct pgstore *s, int64_t epoch, struct pgstore_run **ret, size_t *ret_n)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, epoch);
         int r = query_locked(s, "reading runs of older epochs",
@@ -1218,7 +1220,7 @@ int pgstore_runs_stale(struct pgstore *s, int64_t epoch, struct pgstore_run **re
 int pgstore_last_success(struct pgstore *s, const char *instance_id, struct pgstore_run *ret)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_str(&p, instance_id);
         int r = query_locked(s, "reading the last successful save",
@@ -1241,7 +1243,7 @@ int pgstore_runs_query(struct pgstore *s, const struct pgstore_run_filter *f,
                        struct pgstore_run **ret, size_t *ret_n)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
         size_t limit = f->limit == 0 ? 100 : f->limit;
 
         clear_error();
@@ -1276,7 +1278,7 @@ int pgstore_runs_query(struct pgstore *s, const struct pgstore_run_filter *f,
 int pgstore_runs_delete_older(struct pgstore *s, int64_t max_age_s, int batch, int *ret_deleted)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         clear_error();
         if (batch < 1 || batch > 100000 || max_age_s < 0)
@@ -1310,7 +1312,7 @@ static int stream(struct pgstore *s, const char *what, const char *sql, const st
                   row_fn fn, void *userdata)
 {
         int r = ensure_conn(s, false), stop = 0, failed = 0;
-        PGresult *res;
+        PGresult *res = NULL;
 
         if (r < 0)
                 return r;
@@ -1408,7 +1410,7 @@ int pgstore_tasks_foreach(struct pgstore *s, const struct pgstore_task_filter *f
 int pgstore_task_get(struct pgstore *s, int64_t id, struct pgstore_task *ret)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, id);
         int r = query_locked(s, "reading a task",
@@ -1449,7 +1451,7 @@ static int task_params(struct pgstore *s, const struct pgstore_task *t, struct p
 int pgstore_task_create(struct pgstore *s, const struct pgstore_task *task, int64_t *ret_id)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         clear_error();
         int r = task_params(s, task, &p);
@@ -1477,7 +1479,7 @@ int pgstore_task_create(struct pgstore *s, const struct pgstore_task *task, int6
 int pgstore_task_update(struct pgstore *s, const struct pgstore_task *task)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         clear_error();
         int r = task_params(s, task, &p);
@@ -1498,7 +1500,7 @@ int pgstore_task_update(struct pgstore *s, const struct pgstore_task *task)
 int pgstore_task_delete(struct pgstore *s, int64_t id)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, id);
         int r =
@@ -1515,7 +1517,7 @@ static int set_invalid(struct pgstore *s, const char *what, const char *sql, con
 {
         struct params p = {0};
         char buf[PGSTORE_REASON_MAX];
-        PGresult *res;
+        PGresult *res = NULL;
 
         pgstore_copy_utf8(buf, sizeof(buf), reason ? reason : "");
         p_str(&p, id);
@@ -1554,7 +1556,7 @@ int pgstore_instance_set_invalid(struct pgstore *s, const char *id, const char *
 
 int pgstore_unusable_count(struct pgstore *s, int *ret_tasks, int *ret_instances)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query_locked(s, "counting unusable rows",
                              "SELECT count(*) FILTER (WHERE kind = 'task'),"
                              " count(*) FILTER (WHERE kind = 'instance') FROM unusable_rows",
@@ -1647,7 +1649,7 @@ int pgstore_instances_foreach(struct pgstore *s, bool enabled_only, pgstore_inst
 int pgstore_instance_get(struct pgstore *s, const char *id, struct pgstore_instance *ret)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_str(&p, id);
         int r = query_locked(s, "reading an instance",
@@ -1666,7 +1668,7 @@ int pgstore_instance_get(struct pgstore *s, const char *id, struct pgstore_insta
 static int update_one(struct pgstore *s, const char *what, const char *sql, const struct params *p,
                       const char *id)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int r = query_locked(s, what, sql, p, &res);
         if (r < 0)
                 return r;
@@ -1727,7 +1729,7 @@ int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
                         const char *pass_date, int total, int64_t *ret_id)
 {
         struct params p = {0};
-        PGresult *res;
+        PGresult *res = NULL;
 
         p_i64(&p, epoch);
         p_str(&p, identity);
@@ -1785,7 +1787,7 @@ int pgstore_pass_update(struct pgstore *s, int64_t epoch, const char *identity, 
 static int pass_one(struct pgstore *s, const char *sql, const struct params *p,
                     struct pgstore_pass *ret)
 {
-        PGresult *res;
+        PGresult *res = NULL;
         int v;
         int r = query_locked(s, "reading a pass", sql, p, &res);
         if (r < 0)
