@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "daemon.h"
 #include "persistd-version.h"
+#include "store/migrations.h"
+#include "store/pgstore.h"
 
 #define LOG_MODULE "main"
 
@@ -24,6 +26,8 @@ static void help(void)
                "Verbs:\n"
                "  run            Run the daemon (the default)\n"
                "  check-config   Check the configuration file and print the effective values\n"
+               "  migrate        Bring the PostgreSQL schema to this version and print what\n"
+               "                 was applied\n"
                "  version        Print the version\n"
                "\n"
                "Options:\n"
@@ -40,6 +44,7 @@ static void help(void)
 enum verb {
         VERB_RUN,
         VERB_CHECK_CONFIG,
+        VERB_MIGRATE,
         VERB_VERSION,
 };
 
@@ -51,6 +56,7 @@ static int parse_verb(const char *s, enum verb *ret)
         } verbs[] = {
                 {"run", VERB_RUN},
                 {"check-config", VERB_CHECK_CONFIG},
+                {"migrate", VERB_MIGRATE},
                 {"version", VERB_VERSION},
         };
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
@@ -74,6 +80,37 @@ static int load_config(const char *path, struct config **ret)
                 return EXIT_FAILURE;
         }
         return 0;
+}
+
+/* persistd migrate: apply what is missing, say what was applied. */
+static int migrate(const struct config *config)
+{
+        const struct pgstore_options opts = {
+                .dsn = config->postgres.dsn_secret ? config->postgres.dsn_secret
+                                                   : config->postgres.dsn,
+                .connect_timeout_s = config->postgres.connect_timeout_s,
+                .statement_timeout_ms = config->postgres.connect_timeout_s * 1000,
+        };
+        _cleanup_(pgstore_freep) struct pgstore *store = pgstore_new(&opts);
+        int from, to;
+
+        if (!store) {
+                fprintf(stderr, "persistd: migrate: out of memory\n");
+                return EXIT_FAILURE;
+        }
+        if (pgstore_migrate(store, &from, &to) < 0) {
+                fprintf(stderr, "persistd: migrate failed: %s\n", pgstore_errstr());
+                return EXIT_FAILURE;
+        }
+        for (size_t i = 0; i < pgstore_migrations_count; i++)
+                if (pgstore_migrations[i].version > from && pgstore_migrations[i].version <= to)
+                        printf("applied migration %d: %s\n", pgstore_migrations[i].version,
+                               pgstore_migrations[i].name);
+        if (from == to)
+                printf("schema is up to date at version %d\n", to);
+        else
+                printf("schema migrated from version %d to %d\n", from, to);
+        return EXIT_SUCCESS;
 }
 
 int main(int argc, char *argv[])
@@ -134,6 +171,11 @@ int main(int argc, char *argv[])
                         return r;
                 config_print(config, stdout);
                 return EXIT_SUCCESS;
+        case VERB_MIGRATE:
+                r = load_config(config_path, &config);
+                if (r != 0)
+                        return r;
+                return migrate(config);
         case VERB_RUN:
                 break;
         }
