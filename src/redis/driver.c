@@ -262,6 +262,7 @@ struct driver_instance {
         char run_id[48];
         struct driver_caps caps;
         char errstr[512];
+        int last_io; /* why the last command got no reply: a connect error, or -EIO */
 };
 
 static void set_error(struct driver_instance *inst, const char *fmt, ...) _printf_(2, 3);
@@ -424,14 +425,20 @@ static redisReply *command(struct driver_instance *inst, int argc, const char **
                 set_error(inst, "internal error: too many arguments for %s", argv[0]);
                 return NULL;
         }
-        if (!inst->ctx && driver_instance_connect(inst) < 0)
-                return NULL;
+        if (!inst->ctx) {
+                int r = driver_instance_connect(inst);
+                if (r < 0) {
+                        inst->last_io = r;
+                        return NULL;
+                }
+        }
         for (int i = 0; i < argc; i++)
                 lens[i] = strlen(argv[i]);
         redisReply *r = redisCommandArgv(inst->ctx, argc, argv, lens);
         if (!r) {
                 set_error(inst, "connection to %s lost during %s: %s", inst->addr, argv[0],
                           inst->ctx->errstr[0] ? inst->ctx->errstr : "no reply");
+                inst->last_io = -EIO;
                 driver_instance_disconnect(inst);
         }
         return r;
@@ -561,7 +568,7 @@ int driver_instance_connect(struct driver_instance *inst)
                         rep = COMMAND(inst, "AUTH", password);
                 secret_free(password);
                 if (!rep)
-                        return -EIO;
+                        return inst->last_io;
                 /* Redis 6+ to a server without a password: harmless, carry on. */
                 bool no_password_set = reply_is_error(rep) &&
                                        (error_mentions(rep, "without any password configured") ||
@@ -609,7 +616,7 @@ int driver_instance_info(struct driver_instance *inst, struct rinfo *ret)
 {
         _cleanup_reply_ redisReply *rep = COMMAND(inst, "INFO");
         if (!rep)
-                return -EIO;
+                return inst->last_io;
         return parse_info_reply(inst, rep, ret);
 }
 
@@ -663,7 +670,7 @@ int driver_instance_detect(struct driver_instance *inst, struct driver_caps *ret
         {
                 _cleanup_reply_ redisReply *rep = COMMAND(inst, "CONFIG", "GET", "save");
                 if (!rep)
-                        return -EIO;
+                        return inst->last_io;
                 if (rep->type == REDIS_REPLY_ARRAY)
                         inst->caps.config = DRIVER_CAP_YES;
                 else if (error_code_is(rep, "NOPERM") || is_unknown_command(rep))
@@ -677,7 +684,7 @@ int driver_instance_detect(struct driver_instance *inst, struct driver_caps *ret
                 _cleanup_reply_ redisReply *rep =
                     COMMAND(inst, "COMMAND", "INFO", "bgsave", "bgrewriteaof");
                 if (!rep)
-                        return -EIO;
+                        return inst->last_io;
                 if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
                         for (size_t i = 0; i < 2; i++)
                                 exists[i] = rep->element[i]->type == REDIS_REPLY_ARRAY
@@ -693,12 +700,12 @@ int driver_instance_detect(struct driver_instance *inst, struct driver_caps *ret
         } else if (rinfo_version_at_least(&info, 7, 0)) {
                 _cleanup_reply_ redisReply *who = COMMAND(inst, "ACL", "WHOAMI");
                 if (!who)
-                        return -EIO;
+                        return inst->last_io;
                 if (who->type == REDIS_REPLY_STRING || who->type == REDIS_REPLY_STATUS) {
                         perm[0] = dryrun(inst, who->str, "BGSAVE", why[0], sizeof(why[0]));
                         perm[1] = dryrun(inst, who->str, "BGREWRITEAOF", why[1], sizeof(why[1]));
                         if (!inst->ctx)
-                                return -EIO;
+                                return inst->last_io;
                 }
         }
 
@@ -731,7 +738,7 @@ static int config_get_save(struct driver_instance *inst, char *buf, size_t size)
 {
         _cleanup_reply_ redisReply *rep = COMMAND(inst, "CONFIG", "GET", "save");
         if (!rep)
-                return -EIO;
+                return inst->last_io;
         if (error_code_is(rep, "NOPERM") || is_unknown_command(rep)) {
                 cap_no(inst, &inst->caps.config, "CONFIG: %s", rep->str);
                 set_error(inst, "CONFIG GET save refused by %s: %s", inst->addr, rep->str);
@@ -762,7 +769,7 @@ int driver_instance_disable_save(struct driver_instance *inst, bool rewrite, boo
         if (res.drifted) {
                 _cleanup_reply_ redisReply *rep = COMMAND(inst, "CONFIG", "SET", "save", "");
                 if (!rep)
-                        return -EIO;
+                        return inst->last_io;
                 if (reply_is_error(rep)) {
                         set_error(inst, "CONFIG SET save \"\" refused by %s: %s", inst->addr,
                                   rep->str);
@@ -798,7 +805,7 @@ int driver_instance_disable_save(struct driver_instance *inst, bool rewrite, boo
                 if (info.has_config_file && info.config_file[0] != '\0') {
                         _cleanup_reply_ redisReply *rep = COMMAND(inst, "CONFIG", "REWRITE");
                         if (!rep)
-                                return -EIO;
+                                return inst->last_io;
                         if (reply_is_error(rep)) {
                                 set_error(inst, "CONFIG REWRITE failed on %s: %s", inst->addr,
                                           rep->str);
@@ -898,6 +905,12 @@ static enum driver_outcome finish(struct save_run *s, enum driver_outcome o, con
 
 #define STEP_CONTINUE (-1)
 
+/* Errors after which reconnecting may help (not a refusal by the server). */
+static bool is_conn_error(int r)
+{
+        return r < 0 && r != -EACCES && r != -EPERM && r != -EPROTO && r != -ENOMEM;
+}
+
 /*
  * Wait one poll interval (less near the deadline, at once on cancel), then read INFO. On a
  * lost connection reconnect a few times; a server that comes back with another run_id has
@@ -920,7 +933,7 @@ static int wait_step(struct save_run *s, struct rinfo *info)
         char run_id[sizeof(inst->run_id)];
         memcpy(run_id, inst->run_id, sizeof(run_id));
         r = driver_instance_info(inst, info);
-        for (int attempt = 0; r == -EIO && attempt < RECONNECT_ATTEMPTS; attempt++) {
+        for (int attempt = 0; is_conn_error(r) && attempt < RECONNECT_ATTEMPTS; attempt++) {
                 if (cancel_sleep(s->req->cancel, s->poll_us))
                         return (int)finish(s, DRIVER_CANCELLED, "cancelled while %s ran", s->cmd);
                 if (clock_mono_us() >= s->deadline_mono)
@@ -928,10 +941,8 @@ static int wait_step(struct save_run *s, struct rinfo *info)
                 r = driver_instance_connect(inst);
                 if (r == 0)
                         r = driver_instance_info(inst, info);
-                else if (r != -EACCES)
-                        r = -EIO;
         }
-        if (r == -EIO)
+        if (is_conn_error(r))
                 return (int)finish(s, DRIVER_LOST, "connection lost while %s ran: %s", s->cmd,
                                    inst->errstr);
         if (r < 0)

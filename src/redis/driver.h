@@ -161,7 +161,10 @@ const char *driver_instance_errstr(const struct driver_instance *inst);
 int driver_instance_connect(struct driver_instance *inst);
 void driver_instance_disconnect(struct driver_instance *inst);
 
-/* Read and parse INFO (default sections). 0, -EIO (connection), -EPROTO (not INFO text). */
+/*
+ * Read and parse INFO (default sections). 0; a driver_instance_connect() error; -EIO (connection
+ * lost); -EPERM (NOPERM, NOAUTH); -EPROTO (not INFO text).
+ */
 int driver_instance_info(struct driver_instance *inst, struct rinfo *ret);
 
 enum driver_cap {
