@@ -154,6 +154,8 @@ static void test_crlf_and_lf_agree(void **state)
         struct rinfo a, b;
         (void)state;
 
+        if (!crlf)
+                abort();
         for (size_t i = 0; i < n; i++) {
                 if (text[i] == '\n')
                         crlf[m++] = '\r';
@@ -311,6 +313,8 @@ static void test_caps(void **state)
         /* A line longer than the cap is ignored, the rest still parses. */
         size_t n = RINFO_MAX_LINE + 100;
         char *text = malloc(n + 64);
+        if (!text)
+                abort();
         memcpy(text, "run_id:", 7);
         memset(text + 7, 'a', n - 7);
         strcpy(text + n, "\nrdb_saves:5\n");
@@ -323,6 +327,8 @@ static void test_caps(void **state)
         /* Too many lines: what follows the cap is not read. */
         size_t lines = RINFO_MAX_LINES + 10;
         text = malloc(lines * 4 + 32);
+        if (!text)
+                abort();
         char *p = text;
         p += sprintf(p, "loading:0\n");
         for (size_t k = 1; k < lines; k++)
@@ -336,6 +342,8 @@ static void test_caps(void **state)
         /* More than RINFO_MAX_BYTES: the tail is never read. */
         size_t big = RINFO_MAX_BYTES + 4096;
         text = malloc(big);
+        if (!text)
+                abort();
         memset(text, '\n', big);
         memcpy(text, "loading:1\n", 10);
         memcpy(text + big - 12, "rdb_saves:7\n", 12);
