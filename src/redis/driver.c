@@ -957,13 +957,16 @@ static int wait_step(struct save_run *s, struct rinfo *info)
 static bool existing_counts(const struct save_run *s, const struct rinfo *during,
                             const struct rinfo *after)
 {
-        if (status_of(s, after) != 1)
+        int st = status_of(s, after);
+
+        if (st == 0)
                 return false;
         if (s->req->action == DRIVER_ACTION_BGSAVE)
-                /* A diskless replication transfer moves neither rdb_saves nor lastsave. */
+                /* Only a written file moves lastsave (Redis 2.4 has no status: this is the
+                 * proof); a diskless replication transfer moves neither it nor rdb_saves. */
                 return lastsave_of(s, during) >= 0 &&
                        lastsave_of(s, after) > lastsave_of(s, during);
-        return true;
+        return st == 1;
 }
 
 static enum driver_outcome succeeded(struct save_run *s, const struct rinfo *info, int64_t t0_mono,
@@ -980,6 +983,11 @@ static enum driver_outcome succeeded(struct save_run *s, const struct rinfo *inf
 static enum driver_outcome failed_status(struct save_run *s, const struct rinfo *info)
 {
         set_after(s, info);
+        if (status_of(s, info) < 0) /* Redis 2.4 */
+                return finish(s, DRIVER_FAILED,
+                              "%s ended without a new last_save_time; the server's log has the "
+                              "cause",
+                              s->cmd);
         return finish(s, DRIVER_FAILED, "%s failed (%s:err); the server's log has the cause",
                       s->cmd,
                       s->req->action == DRIVER_ACTION_BGSAVE ? "rdb_last_bgsave_status"
