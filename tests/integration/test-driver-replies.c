@@ -28,12 +28,14 @@
 
 /* ---- The fake server --------------------------------------------------------------------- */
 
+/* Scripted by the test before fake_run(); then owned by the serving thread until fake_stop(). */
+
 struct fake {
         pthread_mutex_t lock;
         pthread_t thread;
         int listen_fd;
         uint16_t port;
-        bool stop;
+        bool stop, running;
 
         /* The model. */
         int version;              /* 24, 28 or 70 */
@@ -243,7 +245,14 @@ static void fake_start(struct fake *f, int version)
         assert_int_equal(listen(f->listen_fd, 4), 0);
         assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
         f->port = ntohs(sa.sin_port);
-        assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+/* The serving thread starts once the test has scripted the model (pthread_create orders it). */
+static void fake_run(struct fake *f)
+{
+        if (!f->running)
+                assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+        f->running = true;
 }
 
 static void fake_stop(struct fake *f)
@@ -251,7 +260,8 @@ static void fake_stop(struct fake *f)
         pthread_mutex_lock(&f->lock);
         f->stop = true;
         pthread_mutex_unlock(&f->lock);
-        pthread_join(f->thread, NULL);
+        if (f->running)
+                pthread_join(f->thread, NULL);
         close(f->listen_fd);
         pthread_mutex_destroy(&f->lock);
 }
@@ -276,6 +286,7 @@ static enum driver_outcome save(struct fake *f, enum driver_mode mode,
         struct driver_instance *inst = NULL;
         struct driver_save_request req = {.action = DRIVER_ACTION_BGSAVE, .mode = mode};
         assert_int_equal(driver_instance_new(&t, &test_opts, NULL, NULL, &inst, NULL), 0);
+        fake_run(f);
         enum driver_outcome o = driver_instance_save(inst, &req, res);
         driver_instance_free(inst);
         return o;
