@@ -1102,7 +1102,7 @@ static enum driver_outcome run(struct save_run *s, struct rinfo *info)
                 if (own_child(s, info)) {
                         /* Never a second child: wait for this one, whoever started it. */
                         struct rinfo during = *info;
-                        int64_t t0 = clock_mono_us();
+                        int64_t t0 = clock_mono_us(), seen_wall = clock_wall_us();
                         s->res->waited_existing = true;
                         while (own_child(s, info)) {
                                 step = wait_step(s, info);
@@ -1112,6 +1112,14 @@ static enum driver_outcome run(struct save_run *s, struct rinfo *info)
                         if (s->req->mode == DRIVER_MODE_NORMAL &&
                             existing_counts(s, &during, info)) {
                                 s->res->joined_existing = true;
+                                /* Its start, never later than the truth: INFO says how many whole
+                                 * seconds it had run. */
+                                int64_t ran_s = during.has_rdb_current_bgsave_time_sec &&
+                                                        during.rdb_current_bgsave_time_sec > 0
+                                                    ? during.rdb_current_bgsave_time_sec
+                                                    : 0;
+                                s->res->save_started_wall_us =
+                                    seen_wall - (ran_s + 1) * USEC_PER_SEC;
                                 return succeeded(s, info, t0, false);
                         }
                         set_before(s, info);
@@ -1145,10 +1153,11 @@ static enum driver_outcome run(struct save_run *s, struct rinfo *info)
                 if (s->req->cancel && driver_cancel_is_requested(s->req->cancel))
                         return finish(s, DRIVER_CANCELLED, "cancelled before %s was sent", s->cmd);
 
+                int64_t t_sent = clock_mono_us();
+                s->res->save_started_wall_us = clock_wall_us();
                 redisReply *raw =
                     schedule ? COMMAND(inst, "BGSAVE", "SCHEDULE") : COMMAND(inst, s->cmd);
                 _cleanup_reply_ redisReply *rep = raw;
-                int64_t t_sent = clock_mono_us();
                 s->res->commands_sent++;
                 if (!rep)
                         return finish(s, DRIVER_LOST, "%s sent, reply lost: %s", s->cmd,
@@ -1202,6 +1211,7 @@ enum driver_outcome driver_instance_save(struct driver_instance *inst,
             .lastsave_after = -1,
             .fork_us = -1,
             .started_wall_us = clock_wall_us(),
+            .save_started_wall_us = -1,
         };
         r = driver_instance_info(inst, &info);
         if (r < 0)

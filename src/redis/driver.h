@@ -262,9 +262,13 @@ struct driver_save_result {
         int64_t used_memory;                     /* before the save */
         int64_t fork_us;                         /* latest_fork_usec after it; -1 unknown */
         int64_t estimate_us, timeout_us;
-        int64_t started_wall_us;  /* schedule clock when the call began */
-        int64_t finished_wall_us; /* when completion (or failure) was seen */
-        int64_t duration_us;      /* command sent (or child found) to completion */
+        int64_t started_wall_us;      /* schedule clock when the call began */
+        int64_t save_started_wall_us; /* when the save that counts started: our command was
+                                         sent, or (joined) the child's start rounded down
+                                         to a whole second before it;
+                                         -1 unknown (adopt, or nothing sent) */
+        int64_t finished_wall_us;     /* when completion (or failure) was seen */
+        int64_t duration_us;          /* command sent (or child found) to completion */
 };
 
 /*

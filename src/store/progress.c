@@ -177,8 +177,12 @@ static int pipeline(struct progress *p, const struct cmd *cmds, size_t n, redisR
                         continue;
                 for (size_t i = 0; i < n; i++)
                         if (redisAppendCommandArgv(p->ctx, cmds[i].argc, cmds[i].argv,
-                                                   cmds[i].lens) != REDIS_OK)
-                                break;
+                                                   cmds[i].lens) != REDIS_OK) {
+                                /* Only memory can fail here: nothing was sent yet. */
+                                set_error(p, "out of memory building a pipeline");
+                                disconnect(p);
+                                return -ENOMEM;
+                        }
                 for (; got < n; got++) {
                         void *rep = NULL;
                         if (redisGetReply(p->ctx, &rep) != REDIS_OK || !rep)

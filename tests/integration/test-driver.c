@@ -158,6 +158,8 @@ static void test_running_save_is_joined(void **state)
         assert_true(res.waited_existing);
         assert_true(res.joined_existing);
         assert_int_equal(res.commands_sent, 0);
+        assert_true(res.save_started_wall_us > 0);
+        assert_true(res.save_started_wall_us <= res.started_wall_us);
         /* Exactly one save happened: the one that was already running. */
         assert_int_equal(info_int(&r, "rdb_saves"), before + 1);
         driver_instance_free(inst);
@@ -181,6 +183,9 @@ static void test_fresh_save_after_running_one(void **state)
         assert_true(res.waited_existing);
         assert_false(res.joined_existing);
         assert_int_equal(res.commands_sent, 1);
+        /* The save that answers started after the call began (persist-now's contract). */
+        assert_true(res.save_started_wall_us >= res.started_wall_us);
+        assert_true(res.finished_wall_us >= res.save_started_wall_us);
         /* The running save, then exactly one fresh save. */
         assert_int_equal(info_int(&r, "rdb_saves"), before + 2);
         assert_int_equal(res.counter_before, before + 1);
