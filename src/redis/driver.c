@@ -423,6 +423,7 @@ static redisReply *command(struct driver_instance *inst, int argc, const char **
 
         if (argc > (int)ELEMENTSOF(lens)) {
                 set_error(inst, "internal error: too many arguments for %s", argv[0]);
+                inst->last_io = -EINVAL;
                 return NULL;
         }
         if (!inst->ctx) {
