@@ -18,7 +18,6 @@
 #include "core/macro.h"
 #include "core/util.h"
 
-#define PASS_TTL_S "86400"
 #define SADD_BATCH 1000
 #define SCAN_COUNT "1000"
 #define MAX_DATES  1000
@@ -243,36 +242,50 @@ static int key(struct progress *p, const char *date, const char *what, char **re
         return asprintf(ret, "%s:pass:%s:%s", p->prefix, date, what) < 0 ? -ENOMEM : 0;
 }
 
-int progress_pass_start(struct progress *p, const char *date, const char *const *ids, size_t n)
+/* A key given by the caller: ours (under "<prefix>:"), printable and bounded. */
+static bool valid_key(struct progress *p, const char *k)
 {
-        _cleanup_free_ char *pending = NULL, *current = NULL;
+        size_t plen = strlen(p->prefix), n = k ? strlen(k) : 0;
+        if (n <= plen + 1 || n > PROGRESS_MAX_KEY || strncmp(k, p->prefix, plen) != 0 ||
+            k[plen] != ':') {
+                set_error(p, "key outside the prefix \"%s\" or too long", p->prefix);
+                return false;
+        }
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)k[i] <= ' ' || k[i] == 0x7f) {
+                        set_error(p, "key with white space or control characters");
+                        return false;
+                }
+        return true;
+}
+
+/* MULTI, DEL key [also_del], SADD in batches, EXPIRE, EXEC. */
+static int replace_locked(struct progress *p, const char *set_key, const char *also_del,
+                          const char *const *ids, size_t n, int64_t ttl_s)
+{
         _cleanup_free_ struct cmd *cmds = NULL;
         _cleanup_free_ const char **argv = NULL;
         _cleanup_free_ redisReply **replies = NULL;
         size_t batches = (n + SADD_BATCH - 1) / SADD_BATCH, nc = 0;
+        char ttl[32];
         int r;
 
-        pthread_mutex_lock(&p->lock);
-        r = key(p, date, "pending", &pending);
-        if (r == 0)
-                r = key(p, date, "current", &current);
-        if (r < 0)
-                goto out;
+        if (ttl_s <= 0) {
+                set_error(p, "the expiry must be positive");
+                return -EINVAL;
+        }
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_s);
         for (size_t i = 0; i < n; i++)
                 if (!valid_id(ids[i])) {
                         set_error(p, "invalid instance id at position %zu", i);
-                        r = -EINVAL;
-                        goto out;
+                        return -EINVAL;
                 }
-        /* MULTI, DEL, DEL, SADD x batches, EXPIRE, EXEC */
         size_t ncmds = batches + 5;
         cmds = calloc(ncmds, sizeof(*cmds));
         argv = calloc(n + 2 * batches + 16, sizeof(*argv));
         replies = calloc(ncmds, sizeof(*replies));
-        if (!cmds || !argv || !replies) {
-                r = -ENOMEM;
-                goto out;
-        }
+        if (!cmds || !argv || !replies)
+                return -ENOMEM;
         const char **a = argv;
 #define ADD(...)                                                                                   \
         do {                                                                                       \
@@ -282,23 +295,25 @@ int progress_pass_start(struct progress *p, const char *date, const char *const 
                         *a++ = _args[_i];                                                          \
         } while (0)
         ADD("MULTI");
-        ADD("DEL", pending);
-        ADD("DEL", current);
+        if (also_del)
+                ADD("DEL", set_key, also_del);
+        else
+                ADD("DEL", set_key);
         for (size_t b = 0; b < batches; b++) {
                 size_t from = b * SADD_BATCH, to = MIN(n, from + SADD_BATCH);
                 const char **start = a;
                 *a++ = "SADD";
-                *a++ = pending;
+                *a++ = set_key;
                 for (size_t i = from; i < to; i++)
                         *a++ = ids[i];
                 cmds[nc++] = (struct cmd){(int)(a - start), start, NULL};
         }
-        ADD("EXPIRE", pending, PASS_TTL_S);
+        ADD("EXPIRE", set_key, ttl);
         ADD("EXEC");
 #undef ADD
         r = pipeline(p, cmds, nc, replies);
         if (r < 0)
-                goto out;
+                return r;
         redisReply *exec = replies[nc - 1];
         if (exec->type != REDIS_REPLY_ARRAY) {
                 set_error(p, "progress Redis refused the pass transaction: %s",
@@ -315,7 +330,83 @@ int progress_pass_start(struct progress *p, const char *date, const char *const 
         }
         for (size_t i = 0; i < nc; i++)
                 freeReplyObject(replies[i]);
-out:
+        return r;
+}
+
+static int integer_locked(struct progress *p, int argc, const char **argv, int64_t *ret)
+{
+        redisReply *rep = NULL;
+        int r = one(p, &rep, argc, argv);
+        if (r < 0)
+                return r;
+        if (rep->type != REDIS_REPLY_INTEGER) {
+                set_error(p, "unexpected reply to %s", argv[0]);
+                r = -EPROTO;
+        } else {
+                *ret = rep->integer;
+        }
+        freeReplyObject(rep);
+        return r;
+}
+
+int progress_set_replace(struct progress *p, const char *key, const char *const *ids, size_t n,
+                         int64_t ttl_s)
+{
+        pthread_mutex_lock(&p->lock);
+        int r = valid_key(p, key) ? replace_locked(p, key, NULL, ids, n, ttl_s) : -EINVAL;
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+int progress_set_exists(struct progress *p, const char *key, bool *ret)
+{
+        int64_t v = 0;
+        pthread_mutex_lock(&p->lock);
+        int r =
+            valid_key(p, key) ? integer_locked(p, 2, (const char *[]){"EXISTS", key}, &v) : -EINVAL;
+        pthread_mutex_unlock(&p->lock);
+        if (r == 0)
+                *ret = v > 0;
+        return r;
+}
+
+int progress_set_remove(struct progress *p, const char *key, const char *id, bool *ret_removed)
+{
+        int64_t v = 0;
+        int r = -EINVAL;
+        pthread_mutex_lock(&p->lock);
+        if (!valid_id(id))
+                set_error(p, "invalid instance id");
+        else if (valid_key(p, key))
+                r = integer_locked(p, 3, (const char *[]){"SREM", key, id}, &v);
+        pthread_mutex_unlock(&p->lock);
+        if (r == 0 && ret_removed)
+                *ret_removed = v > 0;
+        return r;
+}
+
+int progress_set_count(struct progress *p, const char *key, int64_t *ret)
+{
+        pthread_mutex_lock(&p->lock);
+        int r =
+            valid_key(p, key) ? integer_locked(p, 2, (const char *[]){"SCARD", key}, ret) : -EINVAL;
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+/* The pass functions: the same operations on the key of a date. */
+
+int progress_pass_start(struct progress *p, const char *date, const char *const *ids, size_t n)
+{
+        _cleanup_free_ char *pending = NULL, *current = NULL;
+        int r;
+
+        pthread_mutex_lock(&p->lock);
+        r = key(p, date, "pending", &pending);
+        if (r == 0)
+                r = key(p, date, "current", &current);
+        if (r == 0)
+                r = replace_locked(p, pending, current, ids, n, PROGRESS_PASS_TTL_S);
         pthread_mutex_unlock(&p->lock);
         return r;
 }
@@ -323,60 +414,28 @@ out:
 int progress_pass_exists(struct progress *p, const char *date, bool *ret)
 {
         _cleanup_free_ char *k = NULL;
-        redisReply *rep = NULL;
-        int r;
-
         pthread_mutex_lock(&p->lock);
-        r = key(p, date, "pending", &k);
-        if (r == 0)
-                r = one(p, &rep, 2, (const char *[]){"EXISTS", k});
-        if (r == 0) {
-                *ret = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
-                freeReplyObject(rep);
-        }
+        int r = key(p, date, "pending", &k);
         pthread_mutex_unlock(&p->lock);
-        return r;
+        return r < 0 ? r : progress_set_exists(p, k, ret);
 }
 
 int progress_pass_done(struct progress *p, const char *date, const char *id, bool *ret_removed)
 {
         _cleanup_free_ char *k = NULL;
-        redisReply *rep = NULL;
-        int r;
-
         pthread_mutex_lock(&p->lock);
-        r = key(p, date, "pending", &k);
-        if (r == 0 && !valid_id(id)) {
-                set_error(p, "invalid instance id");
-                r = -EINVAL;
-        }
-        if (r == 0)
-                r = one(p, &rep, 3, (const char *[]){"SREM", k, id});
-        if (r == 0) {
-                if (ret_removed)
-                        *ret_removed = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
-                freeReplyObject(rep);
-        }
+        int r = key(p, date, "pending", &k);
         pthread_mutex_unlock(&p->lock);
-        return r;
+        return r < 0 ? r : progress_set_remove(p, k, id, ret_removed);
 }
 
 int progress_pass_count(struct progress *p, const char *date, int64_t *ret)
 {
         _cleanup_free_ char *k = NULL;
-        redisReply *rep = NULL;
-        int r;
-
         pthread_mutex_lock(&p->lock);
-        r = key(p, date, "pending", &k);
-        if (r == 0)
-                r = one(p, &rep, 2, (const char *[]){"SCARD", k});
-        if (r == 0) {
-                *ret = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-                freeReplyObject(rep);
-        }
+        int r = key(p, date, "pending", &k);
         pthread_mutex_unlock(&p->lock);
-        return r;
+        return r < 0 ? r : progress_set_count(p, k, ret);
 }
 
 /* A growable NULL-terminated string array. */
@@ -451,24 +510,31 @@ static int scan_all(struct progress *p, int argc, const char **argv, int cursor_
         return r;
 }
 
-int progress_pass_pending(struct progress *p, const char *date, char ***ret_ids, size_t *ret_n)
+int progress_set_members(struct progress *p, const char *key, char ***ret_ids, size_t *ret_n)
 {
-        _cleanup_free_ char *k = NULL;
-        struct strv s = {0};
-        int r;
+        struct strv v = {0};
+        int r = -EINVAL;
 
         pthread_mutex_lock(&p->lock);
-        r = key(p, date, "pending", &k);
-        if (r == 0) {
-                const char *argv[] = {"SSCAN", k, "0", "COUNT", SCAN_COUNT};
-                r = scan_all(p, 5, argv, 2, PROGRESS_MAX_MEMBERS, &s);
+        if (valid_key(p, key)) {
+                const char *argv[] = {"SSCAN", key, "0", "COUNT", SCAN_COUNT};
+                r = scan_all(p, 5, argv, 2, PROGRESS_MAX_MEMBERS, &v);
         }
         pthread_mutex_unlock(&p->lock);
         if (r == 0)
-                r = strv_finish(&s, ret_ids, ret_n);
+                r = strv_finish(&v, ret_ids, ret_n);
         if (r < 0)
-                progress_strv_free(s.v);
+                progress_strv_free(v.v);
         return r;
+}
+
+int progress_pass_pending(struct progress *p, const char *date, char ***ret_ids, size_t *ret_n)
+{
+        _cleanup_free_ char *k = NULL;
+        pthread_mutex_lock(&p->lock);
+        int r = key(p, date, "pending", &k);
+        pthread_mutex_unlock(&p->lock);
+        return r < 0 ? r : progress_set_members(p, k, ret_ids, ret_n);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -540,7 +606,7 @@ int progress_pass_set_current(struct progress *p, const char *date, const char *
         } else if (r == 0) {
                 struct cmd cmds[2] = {
                     {4, (const char *[]){"HSET", k, pool, id}, NULL},
-                    {3, (const char *[]){"EXPIRE", k, PASS_TTL_S}, NULL},
+                    {3, (const char *[]){"EXPIRE", k, PROGRESS_PASS_TTL_S_STR}, NULL},
                 };
                 r = pipeline(p, cmds, 2, rep);
                 for (int i = 0; r == 0 && i < 2; i++)

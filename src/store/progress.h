@@ -21,6 +21,11 @@
 #define PROGRESS_MAX_MEMBERS 1000000
 /* Longest instance id or pool name accepted. */
 #define PROGRESS_MAX_ID 256
+/* Longest key accepted by the progress_set_* functions. */
+#define PROGRESS_MAX_KEY 512
+/* A pass's keys expire one day after the pass started (SPEC 7). */
+#define PROGRESS_PASS_TTL_S     86400
+#define PROGRESS_PASS_TTL_S_STR "86400"
 
 struct progress_options {
         const char *address;  /* "host:port" (borrowed, copied) */
@@ -90,5 +95,20 @@ int progress_pass_current(struct progress *p, const char *date, char ***ret_pool
 
 /* Delete the pass's keys (pending set and current hash). */
 int progress_pass_clear(struct progress *p, const char *date);
+
+/*
+ * The same set operations on a key the caller built (the nightly pass names its own keys,
+ * `<prefix>:pass:<date>:pending`). The key must lie under "<prefix>:" (-EINVAL otherwise), so
+ * persistd never writes outside its prefix.
+ *  replace: the set becomes exactly ids[0..n) (n == 0: it is deleted), expiring in ttl_s > 0
+ *           seconds, atomically (MULTI/EXEC).
+ *  exists / count / remove / members: EXISTS / SCARD / SREM / SSCAN (as progress_pass_*).
+ */
+int progress_set_replace(struct progress *p, const char *key, const char *const *ids, size_t n,
+                         int64_t ttl_s);
+int progress_set_exists(struct progress *p, const char *key, bool *ret);
+int progress_set_count(struct progress *p, const char *key, int64_t *ret);
+int progress_set_remove(struct progress *p, const char *key, const char *id, bool *ret_removed);
+int progress_set_members(struct progress *p, const char *key, char ***ret_ids, size_t *ret_n);
 
 void progress_strv_free(char **v);

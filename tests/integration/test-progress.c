@@ -130,6 +130,33 @@ static void test_pass_lifecycle(void **state)
         assert_int_equal(progress_pass_exists(p, "2026-12-01:x", &exists), -EINVAL);
         assert_int_equal(progress_pass_done(p, "2026-12-01", "", NULL), -EINVAL);
 
+        /* The key-based calls the nightly pass uses: same operations, its own key names. */
+        const char *key = "persistd:pass:2026-12-03:pending";
+        const char *three[] = {"a", "b", "c"};
+        assert_int_equal(progress_set_replace(p, key, three, 3, 120), 0);
+        rep = th_redis_cmd(c, "TTL %s", key);
+        assert_true(rep->integer > 100 && rep->integer <= 120);
+        freeReplyObject(rep);
+        assert_int_equal(progress_set_exists(p, key, &exists), 0);
+        assert_true(exists);
+        assert_int_equal(progress_set_remove(p, key, "b", &removed), 0);
+        assert_true(removed);
+        assert_int_equal(progress_set_count(p, key, &count), 0);
+        assert_int_equal(count, 2);
+        assert_int_equal(progress_set_members(p, key, &pending, &np), 0);
+        assert_int_equal(np, 2);
+        assert_true(contains(pending, "a") && contains(pending, "c"));
+        progress_strv_free(pending);
+        /* Replacing is exact: old members go. */
+        assert_int_equal(progress_set_replace(p, key, three + 2, 1, 120), 0);
+        assert_int_equal(progress_set_count(p, key, &count), 0);
+        assert_int_equal(count, 1);
+        /* Never outside the prefix, never a malformed key. */
+        assert_int_equal(progress_set_exists(p, "other:pass:2026-12-03:pending", &exists), -EINVAL);
+        assert_int_equal(progress_set_exists(p, "persistd:", &exists), -EINVAL);
+        assert_int_equal(progress_set_exists(p, "persistd:a b", &exists), -EINVAL);
+        assert_int_equal(progress_set_replace(p, key, three, 3, 0), -EINVAL);
+
         for (size_t i = 0; i < n; i++)
                 free(ids[i]);
         free(ids);
