@@ -3,7 +3,7 @@
  * An in-memory Lease server for the election tests: one record with a resourceVersion
  * compare-and-set, a watch, a log of accepted writes, and per-client fault injection
  * (latency, errors, conflicts, partition, calls that hang past their timeout). Header-only so
- * that each test program includes it; every function is static.
+ * that each test program includes it; every function is static inline.
  */
 #pragma once
 
@@ -54,7 +54,7 @@ struct fake_client {
         uint64_t gets, creates, updates, waits;
 };
 
-static void fake_server_init(struct fake_server *s)
+static inline void fake_server_init(struct fake_server *s)
 {
         memset(s, 0, sizeof(*s));
         pthread_mutex_init(&s->lock, NULL);
@@ -65,20 +65,20 @@ static void fake_server_init(struct fake_server *s)
         pthread_condattr_destroy(&attr);
 }
 
-static void fake_server_destroy(struct fake_server *s)
+static inline void fake_server_destroy(struct fake_server *s)
 {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
 }
 
-static void fake_client_init(struct fake_client *c, struct fake_server *s)
+static inline void fake_client_init(struct fake_client *c, struct fake_server *s)
 {
         memset(c, 0, sizeof(*c));
         c->s = s;
 }
 
 /* Set the record directly (as another tool, or a previous process, would have). */
-static void fake_server_put(struct fake_server *s, const struct election_record *rec)
+static inline void fake_server_put(struct fake_server *s, const struct election_record *rec)
 {
         pthread_mutex_lock(&s->lock);
         s->exists = true;
@@ -89,7 +89,7 @@ static void fake_server_put(struct fake_server *s, const struct election_record 
         pthread_mutex_unlock(&s->lock);
 }
 
-static bool fake_server_get_record(struct fake_server *s, struct election_record *ret)
+static inline bool fake_server_get_record(struct fake_server *s, struct election_record *ret)
 {
         pthread_mutex_lock(&s->lock);
         bool exists = s->exists;
@@ -99,7 +99,7 @@ static bool fake_server_get_record(struct fake_server *s, struct election_record
 }
 
 /* Wait on the server's condition until `deadline` or a wake-up; false when woken. */
-static bool fake_sleep_locked(struct fake_client *c, int64_t deadline)
+static inline bool fake_sleep_locked(struct fake_client *c, int64_t deadline)
 {
         while (!c->woken) {
                 int64_t now = clock_mono_us();
@@ -114,7 +114,7 @@ static bool fake_sleep_locked(struct fake_client *c, int64_t deadline)
 }
 
 /* Common fault handling before a call. Returns 0 to proceed, else the error to return. */
-static int fake_enter_locked(struct fake_client *c, int64_t timeout_us)
+static inline int fake_enter_locked(struct fake_client *c, int64_t timeout_us)
 {
         if (c->hang_us > 0)
                 fake_sleep_locked(c, clock_mono_us() + c->hang_us);
@@ -136,13 +136,14 @@ static int fake_enter_locked(struct fake_client *c, int64_t timeout_us)
         return 0;
 }
 
-static void fake_leave_locked(struct fake_client *c)
+static inline void fake_leave_locked(struct fake_client *c)
 {
         if (c->reply_latency_us > 0)
                 fake_sleep_locked(c, clock_mono_us() + c->reply_latency_us);
 }
 
-static void fake_apply_locked(struct fake_server *s, const struct election_record *rec, bool create)
+static inline void fake_apply_locked(struct fake_server *s, const struct election_record *rec,
+                                     bool create)
 {
         if (!create && s->exists && rec->holder[0] != '\0' && !streq(rec->holder, s->rec.holder))
                 s->expected_transitions++;
@@ -161,7 +162,7 @@ static void fake_apply_locked(struct fake_server *s, const struct election_recor
         pthread_cond_broadcast(&s->cond);
 }
 
-static int fake_get(void *userdata, int64_t timeout_us, struct election_record *ret)
+static inline int fake_get(void *userdata, int64_t timeout_us, struct election_record *ret)
 {
         struct fake_client *c = userdata;
         struct fake_server *s = c->s;
@@ -181,8 +182,8 @@ static int fake_get(void *userdata, int64_t timeout_us, struct election_record *
         return r;
 }
 
-static int fake_create(void *userdata, const struct election_record *rec, int64_t timeout_us,
-                       struct election_record *ret)
+static inline int fake_create(void *userdata, const struct election_record *rec, int64_t timeout_us,
+                              struct election_record *ret)
 {
         struct fake_client *c = userdata;
         struct fake_server *s = c->s;
@@ -204,8 +205,8 @@ static int fake_create(void *userdata, const struct election_record *rec, int64_
         return r;
 }
 
-static int fake_update(void *userdata, const struct election_record *rec, int64_t timeout_us,
-                       struct election_record *ret)
+static inline int fake_update(void *userdata, const struct election_record *rec, int64_t timeout_us,
+                              struct election_record *ret)
 {
         struct fake_client *c = userdata;
         struct fake_server *s = c->s;
@@ -233,8 +234,8 @@ static int fake_update(void *userdata, const struct election_record *rec, int64_
         return r;
 }
 
-static int fake_wait_change(void *userdata, const char *rv, int64_t timeout_us,
-                            struct election_record *ret)
+static inline int fake_wait_change(void *userdata, const char *rv, int64_t timeout_us,
+                                   struct election_record *ret)
 {
         struct fake_client *c = userdata;
         struct fake_server *s = c->s;
@@ -273,7 +274,7 @@ static int fake_wait_change(void *userdata, const char *rv, int64_t timeout_us,
         return r;
 }
 
-static void fake_wake(void *userdata)
+static inline void fake_wake(void *userdata)
 {
         struct fake_client *c = userdata;
         pthread_mutex_lock(&c->s->lock);
@@ -282,7 +283,7 @@ static void fake_wake(void *userdata)
         pthread_mutex_unlock(&c->s->lock);
 }
 
-static struct election_lease_ops fake_ops(struct fake_client *c, bool watch)
+static inline struct election_lease_ops fake_ops(struct fake_client *c, bool watch)
 {
         struct election_lease_ops ops = {
             .get = fake_get,
