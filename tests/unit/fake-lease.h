@@ -263,12 +263,15 @@ static inline int fake_wait_change(void *userdata, const char *rv, int64_t timeo
                         }
                         break;
                 }
-                if (!fake_sleep_locked(c, MIN(deadline, clock_mono_us() + 20 * USEC_PER_MSEC)))
-                        continue;
                 if (clock_mono_us() >= deadline) {
                         r = -ETIMEDOUT;
                         break;
                 }
+                /* One wait: every write broadcasts, so a change is seen at once. */
+                int64_t d = MIN(deadline, clock_mono_us() + 20 * USEC_PER_MSEC);
+                struct timespec ts = {.tv_sec = d / USEC_PER_SEC,
+                                      .tv_nsec = (d % USEC_PER_SEC) * 1000};
+                pthread_cond_timedwait(&s->cond, &s->lock, &ts);
         }
         pthread_mutex_unlock(&s->lock);
         return r;
