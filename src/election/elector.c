@@ -392,26 +392,37 @@ static void try_renew(struct elector *e)
 
 /* ---- release --------------------------------------------------------------------------- */
 
+/*
+ * Write the release: a compare-and-set from the record we hold (read first when we have no
+ * current copy, or after a conflict). Transient failures are retried until `deadline`.
+ */
 static int release_lease(struct elector *e, int64_t deadline)
 {
-        bool fresh = false;
-        int r = 0;
+        bool need_read = !holds_record(e);
+        int r = -ETIMEDOUT;
 
-        for (int attempt = 0; attempt < 4; attempt++) {
+        for (int attempt = 0; attempt < 10; attempt++) {
                 int64_t now = clock_mono_us();
                 if (now >= deadline)
-                        return r < 0 ? r : -ETIMEDOUT;
-                if (!holds_record(e) || fresh) {
+                        break;
+                if (attempt > 0 && r != -ESTALE) {
+                        /* A transient failure: pause a little, within the deadline. */
+                        clock_sleep_us(MIN(100 * USEC_PER_MSEC, deadline - now));
+                        now = clock_mono_us();
+                        if (now >= deadline)
+                                break;
+                }
+                if (need_read) {
                         struct election_record rec;
                         r = e->ops.get(e->ops.userdata, deadline - now, &rec);
                         if (r == -ENOENT)
                                 return 0;
                         if (r < 0)
-                                return r;
+                                continue;
                         observe(e, &rec);
                         if (!holds_record(e))
                                 return 0; /* not ours: nothing to release */
-                        fresh = false;
+                        need_read = false;
                 }
 
                 struct election_record rel = e->obs.record, stored;
@@ -422,7 +433,7 @@ static int release_lease(struct elector *e, int64_t deadline)
                 rel.renew_time_us = wall;
                 now = clock_mono_us();
                 if (now >= deadline)
-                        return -ETIMEDOUT;
+                        break;
                 r = write_record(e, ELECTION_TAKEOVER, &rel, deadline - now, &stored);
                 if (r == 0) {
                         observe(e, &stored);
@@ -430,9 +441,8 @@ static int release_lease(struct elector *e, int64_t deadline)
                 }
                 if (r == -ENOENT)
                         return 0;
-                if (r != -ESTALE)
-                        return r;
-                fresh = true;
+                if (r == -ESTALE)
+                        need_read = true;
         }
         return r;
 }

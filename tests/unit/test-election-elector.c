@@ -532,7 +532,11 @@ static void test_release_record_fields(void **state)
         replica_init(&r, &s, "rel-0_1", false, SHORT);
         replica_start(&r);
         wait_leader(&r, 1, NULL);
+        /* Transient failures and a conflict are retried within the timeout. */
+        FAKE_SET(&r.client, fail_next, 2);
+        FAKE_SET(&r.client, conflict_next, 1);
         assert_int_equal(elector_release(r.e, 5 * USEC_PER_SEC), 0);
+        assert_int_equal(counter(&r, &r.stopped), 1);
         assert_true(fake_server_get_record(&s, &rec));
         assert_string_equal(rec.holder, "");
         assert_int_equal(rec.lease_duration_s, 1);
