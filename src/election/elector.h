@@ -50,7 +50,11 @@ struct election_lease_ops {
          */
         int (*wait_change)(void *userdata, const char *resource_version, int64_t timeout_us,
                            struct election_record *ret);
-        /* Optional: make a wait_change() in progress return soon (-EINTR). Any thread. */
+        /*
+         * Optional: make a wait_change() in progress, and every later one, return soon
+         * (-EINTR); called once, by elector_stop(). Without it, elector_stop() waits for a
+         * watch in progress to time out (at most 30 s). Any thread.
+         */
         void (*wake)(void *userdata);
         void *userdata;
 };
