@@ -448,6 +448,8 @@ static void test_partitioned_leader_steps_down_first(void **state)
         assert_true(takeover > 0);
         assert_true(st.last_renew_mono_us + (int64_t)LEASE_S * USEC_PER_SEC <= takeover);
         assert_true(st.last_renew_mono_us + RENEW_US < takeover);
+        print_message("takeover %lld ms after the cut-off leader's last renewal was sent\n",
+                      (long long)((takeover - st.last_renew_mono_us) / MS));
         assert_true(st.last_error < 0);
 
         /* No zombie: healed, it follows; when the new leader is cut off, it leads again. */
