@@ -329,6 +329,12 @@ static int curl_error(struct k8s_client *c, CURLcode cc)
                 r = -EIO;
                 break;
         }
+        /* A stream callback that failed has already said why (k8s_client_fail): keep that. */
+        if (cc == CURLE_WRITE_ERROR && c->stream_error < 0 && c->errstr[0]) {
+                int retry_after = c->err.retry_after_s;
+                c->err = (struct k8s_error){.retry_after_s = retry_after};
+                return r;
+        }
         error_reset(c);
         path_noquery(req->path, path, sizeof(path));
         if (r == -EFBIG)

@@ -251,7 +251,8 @@ static int parse_kubeconfig(struct kc *kc, struct k8s_config *cfg)
                 return r;
         if (map_str(kc, cluster, "cluster", "insecure-skip-tls-verify", &s) < 0)
                 return -EINVAL;
-        cfg->insecure_skip_verify = s && streq(s, "true");
+        /* YAML 1.1 spellings of true, as kubectl's YAML library reads them. */
+        cfg->insecure_skip_verify = s && (streq(s, "true") || streq(s, "True") || streq(s, "TRUE"));
 
         if (!strempty(user_name)) {
                 r = find_named(kc, "users", "user", user_name, "context.user", &user);

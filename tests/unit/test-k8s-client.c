@@ -1129,6 +1129,21 @@ static void test_watch_http_error(void **state)
         assert_int_equal(k8s_watch_run(w, on_event, &s), -EACCES);
         assert_int_equal(s.n, 1);
         assert_int_equal(k8s_client_last_error(k8s_watch_client(w))->http_status, 403);
+
+        /* An ERROR line other than 410 ends the run with its errno and message. */
+        queue_tr(&f->srv, "k2-lease-watch-expired.json", 1);
+        queue(&f->srv, 200,
+              strdup("{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":"
+                     "\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"etcd "
+                     "gone\",\"reason\":\"InternalError\",\"code\":500}}\n"))
+            ->piece = 10;
+        assert_int_equal(k8s_watch_run(w, on_event, &s), -EAGAIN);
+        assert_non_null(strstr(k8s_client_errstr(k8s_watch_client(w)), "etcd gone"));
+
+        /* A line that is not JSON. */
+        queue_tr(&f->srv, "k2-lease-watch-expired.json", 1);
+        queue(&f->srv, 200, strdup("{\"type\":\n"))->piece = 10;
+        assert_int_equal(k8s_watch_run(w, on_event, &s), -EBADMSG);
         k8s_watch_free(w);
         fixture_free(f);
 }
