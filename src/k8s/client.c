@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -372,9 +374,16 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata)
                 k8s_strlcpy(c->warning, v, sizeof(c->warning));
                 sanitize(c->warning);
         } else if (strncasecmp(line, "Retry-After:", 12) == 0) {
+                /* Seconds, or an HTTP date. */
+                const char *v = line + 12 + strspn(line + 12, " \t");
                 int64_t s;
-                if (parse_int64(line + 12 + strspn(line + 12, " \t"), &s) == 0 && s >= 0)
+                if (parse_int64(v, &s) == 0 && s >= 0) {
                         c->err.retry_after_s = (int)MIN(s, 3600);
+                } else {
+                        time_t when = curl_getdate(v, NULL);
+                        if (when > 0)
+                                c->err.retry_after_s = (int)CLAMP(when - time(NULL), 0, 3600);
+                }
         }
         return len;
 }
@@ -402,6 +411,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
                 return 0;
         }
         return len;
+}
+
+/* Every descriptor persistd opens is close-on-exec, the client's sockets too. */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+        return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 /* ---- Client ----------------------------------------------------------------------------- */
@@ -509,6 +524,7 @@ int k8s_client_new(const struct k8s_config *cfg, const struct k8s_client_options
         cc |= curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
         cc |= curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
         cc |= curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
+        cc |= curl_easy_setopt(c->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
         cc |= curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
         if (cc != CURLE_OK)
                 return -ENOMEM;

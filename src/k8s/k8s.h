@@ -89,6 +89,13 @@ int k8s_config_in_cluster(const char *sa_dir, struct k8s_config **ret, char **re
  */
 int k8s_config_from_kubeconfig(const char *path, struct k8s_config **ret, char **ret_error);
 
+/*
+ * The settings as configured by kubernetes.kubeconfig: k8s_config_from_kubeconfig(`kubeconfig`)
+ * when it is set, else k8s_config_in_cluster(`sa_dir`). Same returns as those.
+ */
+int k8s_config_load(const char *kubeconfig, const char *sa_dir, struct k8s_config **ret,
+                    char **ret_error);
+
 /* Free the settings, wiping the token and key material. NULL is a no-op. */
 void k8s_config_free(struct k8s_config *cfg);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct k8s_config *, k8s_config_free);

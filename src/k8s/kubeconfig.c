@@ -350,3 +350,11 @@ int k8s_config_from_kubeconfig(const char *path, struct k8s_config **ret, char *
         *ret = TAKE_PTR(cfg);
         return 0;
 }
+
+int k8s_config_load(const char *kubeconfig, const char *sa_dir, struct k8s_config **ret,
+                    char **ret_error)
+{
+        if (!strempty(kubeconfig))
+                return k8s_config_from_kubeconfig(kubeconfig, ret, ret_error);
+        return k8s_config_in_cluster(sa_dir, ret, ret_error);
+}

@@ -74,6 +74,7 @@ struct server {
         struct recorded reqs[32];
         int nreq;
         atomic_bool stopping;
+        atomic_int connections; /* TCP connections accepted */
 };
 
 struct conn_state {
@@ -121,6 +122,14 @@ static void completed(void *cls, struct MHD_Connection *con, void **req_cls,
         strbuf_release(&cs->body);
         free(cs);
         *req_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+        struct server *s = cls;
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+                atomic_fetch_add(&s->connections, 1);
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -246,6 +255,7 @@ static void server_start(struct server *s, bool tls)
         memset(s, 0, sizeof(*s));
         pthread_mutex_init(&s->lock, NULL);
         atomic_init(&s->stopping, false);
+        atomic_init(&s->connections, 0);
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (tls) {
                 _cleanup_free_ char *key = file_text("srv.key"), *crt = file_text("srv.crt"),
@@ -253,12 +263,14 @@ static void server_start(struct server *s, bool tls)
                 s->d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, handler, s,
                                         MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_URI_LOG_CALLBACK,
                                         uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                                         MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_HTTPS_MEM_CERT,
                                         crt, MHD_OPTION_HTTPS_MEM_TRUST, ca, MHD_OPTION_END);
         } else {
-                s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, &sa,
-                                        MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
-                                        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
+                s->d = MHD_start_daemon(
+                    flags, 0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, &sa,
+                    MHD_OPTION_URI_LOG_CALLBACK, uri_log, s, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                    s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
         }
         assert_non_null(s->d);
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -410,6 +422,7 @@ static void test_lease_get(void **state)
         /* The second request goes over the same client (and connection). */
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), 0);
         assert_int_equal(nreq(&f->srv), 2);
+        assert_int_equal(atomic_load(&f->srv.connections), 1);
         /* A name the server would refuse is refused here, without a request. */
         assert_int_equal(k8s_lease_get(f->c, "Bad_Name", &l), -EINVAL);
         assert_int_equal(nreq(&f->srv), 2);
@@ -559,6 +572,13 @@ static void test_errors(void **state)
         assert_int_equal(e->retry_after_s, 7);
         assert_string_equal(e->reason, "TooManyRequests");
 
+        c = queue_tr(&f->srv, "d-lease-update-conflict.json", 2);
+        c->status = 503;
+        c->header = "Retry-After";
+        c->header_value = "Wed, 21 Oct 2015 07:28:00 GMT"; /* an HTTP date, long past */
+        assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), -EAGAIN);
+        assert_int_equal(k8s_client_last_error(f->c)->retry_after_s, 0);
+
         queue_tr(&f->srv, "a3-lease-edge-cases.json", 8); /* 415 */
         assert_int_equal(k8s_lease_create(f->c, &l, NULL), -EPROTO);
 
@@ -594,6 +614,7 @@ static void test_token_401_reread_retry(void **state)
         queue_tr(&f->srv, "b-lease-get.json", 0);
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), 0);
         assert_int_equal(nreq(&f->srv), 2);
+        assert_int_equal(atomic_load(&f->srv.connections), 1);
         assert_string_equal(f->srv.reqs[0].auth, "Bearer tok1");
         assert_string_equal(f->srv.reqs[1].auth, "Bearer tok2");
 

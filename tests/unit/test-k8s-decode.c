@@ -475,6 +475,11 @@ static void test_kubeconfig_data(void **state)
         assert_string_equal(cfg->namespace, "redis-system");
         k8s_config_free(cfg);
 
+        _cleanup_free_ char *path = tmp_path("kubeconfig");
+        assert_int_equal(k8s_config_load(path, "/nonexistent", &cfg, NULL), 0);
+        assert_string_equal(cfg->namespace, "redis-system");
+        k8s_config_free(cfg);
+
         cfg = load_with_context("insecure", 0, NULL);
         assert_string_equal(cfg->server, "http://127.0.0.1:8001");
         assert_true(cfg->insecure_skip_verify);
@@ -561,6 +566,11 @@ static void test_in_cluster(void **state)
         assert_null(cfg->token); /* read by the client, and re-read */
         assert_string_equal(cfg->ca_file, ca);
         assert_string_equal(cfg->namespace, "redis-system");
+        k8s_config_free(cfg);
+
+        /* kubernetes.kubeconfig "" means in cluster. */
+        assert_int_equal(k8s_config_load("", sa, &cfg, &error), 0);
+        assert_string_equal(cfg->server, "https://10.96.0.1:443");
         k8s_config_free(cfg);
 
         setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
