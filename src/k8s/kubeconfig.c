@@ -205,7 +205,7 @@ static int set_data(struct kc *kc, const char *where, const char *key, const cha
 static int parse_kubeconfig(struct kc *kc, struct k8s_config *cfg)
 {
         yaml_node_t *root = yaml_document_get_root_node(&kc->doc);
-        yaml_node_t *ctx, *cluster, *user;
+        yaml_node_t *ctx = NULL, *cluster = NULL, *user = NULL;
         const char *current, *cluster_name, *user_name, *ns, *s;
         int r;
 
