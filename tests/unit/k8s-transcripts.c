@@ -13,8 +13,9 @@ const char *tr_dir(void)
         static char found[4096];
         static int state; /* 0 unknown, 1 found, -1 absent */
         const char *env = getenv("PERSISTD_K8S_TRANSCRIPTS");
-        /* SOURCE_ROOT/../shared in the main tree, SOURCE_ROOT/../../shared in a worktree. */
-        const char *candidates[] = {env, SOURCE_ROOT "/../shared/k8s-api-transcripts",
+        /* K8S_TRANSCRIPTS_DIR is SOURCE_ROOT/../shared/k8s-api-transcripts (the main tree);
+         * a git worktree under /work/wt/<name> finds them one level further up. */
+        const char *candidates[] = {env, K8S_TRANSCRIPTS_DIR,
                                     SOURCE_ROOT "/../../shared/k8s-api-transcripts"};
         struct stat st;
 

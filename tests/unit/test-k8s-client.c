@@ -307,6 +307,16 @@ static struct canned *queue_tr(struct server *s, const char *file, int step)
         return queue(s, status, body);
 }
 
+/* Request `i`, once recorded (taking the lock orders its writes before our reads). */
+static struct recorded *req_at(struct server *s, int i)
+{
+        pthread_mutex_lock(&s->lock);
+        assert_true(i < s->nreq);
+        struct recorded *r = &s->reqs[i];
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 static int nreq(struct server *s)
 {
         pthread_mutex_lock(&s->lock);
@@ -388,7 +398,7 @@ static int teardown_tmpdir(void **state)
 
 static cJSON *req_json(struct server *s, int i)
 {
-        cJSON *j = cJSON_Parse(s->reqs[i].body);
+        cJSON *j = cJSON_Parse(req_at(s, i)->body);
         assert_non_null(j);
         return j;
 }
@@ -410,7 +420,7 @@ static void test_lease_get(void **state)
         assert_int_equal(l.lease_duration_s, 15);
         k8s_lease_release(&l);
 
-        struct recorded *r = &f->srv.reqs[0];
+        struct recorded *r = req_at(&f->srv, 0);
         assert_string_equal(r->method, "GET");
         assert_string_equal(r->uri, "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases/" LEASE);
         assert_string_equal(r->auth, "Bearer tok1");
@@ -456,7 +466,7 @@ static void test_lease_create(void **state)
         assert_string_equal(got.holder_identity, "orchestrator-0");
         k8s_lease_release(&got);
 
-        struct recorded *r = &f->srv.reqs[0];
+        struct recorded *r = req_at(&f->srv, 0);
         assert_string_equal(r->method, "POST");
         assert_string_equal(r->uri, "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases");
         assert_string_equal(r->content_type, "application/json");
@@ -502,7 +512,7 @@ static void test_lease_update(void **state)
         assert_int_equal(k8s_lease_update(f->c, &l, &got), 0);
         assert_string_equal(got.resource_version, "199");
         k8s_lease_release(&got);
-        struct recorded *r = &f->srv.reqs[0];
+        struct recorded *r = req_at(&f->srv, 0);
         assert_string_equal(r->method, "PUT");
         assert_string_equal(r->uri, "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases/" LEASE);
         assert_string_equal(r->content_type, "application/json");
@@ -615,8 +625,8 @@ static void test_token_401_reread_retry(void **state)
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), 0);
         assert_int_equal(nreq(&f->srv), 2);
         assert_int_equal(atomic_load(&f->srv.connections), 1);
-        assert_string_equal(f->srv.reqs[0].auth, "Bearer tok1");
-        assert_string_equal(f->srv.reqs[1].auth, "Bearer tok2");
+        assert_string_equal(req_at(&f->srv, 0)->auth, "Bearer tok1");
+        assert_string_equal(req_at(&f->srv, 1)->auth, "Bearer tok2");
 
         /* Still 401 after the re-read: exactly one retry, then -EKEYREJECTED. */
         queue_tr(&f->srv, "j-rbac-orchestrator.json", 2);
@@ -635,7 +645,7 @@ static void test_token_401_reread_retry(void **state)
         queue_tr(&f->srv, "j-rbac-orchestrator.json", 2);
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), -EKEYREJECTED);
         assert_int_equal(nreq(&f->srv), 1);
-        assert_string_equal(f->srv.reqs[0].auth, "Bearer static-token");
+        assert_string_equal(req_at(&f->srv, 0)->auth, "Bearer static-token");
         assert_null(strstr(k8s_client_errstr(f->c), "static-token"));
         fixture_free(f);
 }
@@ -657,15 +667,15 @@ static void test_token_periodic_reread(void **state)
         clock_sleep_us(1200 * USEC_PER_MSEC);
         /* ...after it, the file is read again. */
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), 0);
-        assert_string_equal(f->srv.reqs[0].auth, "Bearer tok1");
-        assert_string_equal(f->srv.reqs[2].auth, "Bearer tok-rotated");
+        assert_string_equal(req_at(&f->srv, 0)->auth, "Bearer tok1");
+        assert_string_equal(req_at(&f->srv, 2)->auth, "Bearer tok-rotated");
 
         /* A token file that vanished keeps the last token. */
         unlink(token_path);
         clock_sleep_us(1200 * USEC_PER_MSEC);
         queue_tr(&f->srv, "b-lease-get.json", 0);
         assert_int_equal(k8s_lease_get(f->c, LEASE, NULL), 0);
-        assert_string_equal(f->srv.reqs[3].auth, "Bearer tok-rotated");
+        assert_string_equal(req_at(&f->srv, 3)->auth, "Bearer tok-rotated");
         fixture_free(f);
 }
 
@@ -728,7 +738,8 @@ static void test_pods(void **state)
         assert_string_equal(p.phase, "Pending");
         assert_string_equal(k8s_pod_label(&p, "app"), "redis-orchestrator");
         k8s_pod_release(&p);
-        assert_string_equal(f->srv.reqs[0].uri, "/api/v1/namespaces/" NS "/pods/orchestrator-0");
+        assert_string_equal(req_at(&f->srv, 0)->uri,
+                            "/api/v1/namespaces/" NS "/pods/orchestrator-0");
 
         queue_tr(&f->srv, "h-pod-list-label-selector.json", 2);
         assert_int_equal(k8s_pod_list(f->c, "a=b", &pods, &n), 0);
@@ -736,20 +747,21 @@ static void test_pods(void **state)
         assert_string_equal(pods[0].name, "orchestrator-0");
         assert_string_equal(k8s_pod_label(&pods[0], "a"), "b");
         k8s_pod_array_free(pods, n);
-        assert_string_equal(f->srv.reqs[1].uri,
+        assert_string_equal(req_at(&f->srv, 1)->uri,
                             "/api/v1/namespaces/" NS "/pods?labelSelector=a%3Db");
 
         queue_tr(&f->srv, "h-pod-list-label-selector.json", 0); /* empty list */
         assert_int_equal(k8s_pod_list(f->c, "persistd.io/leader=true", &pods, &n), 0);
         assert_int_equal(n, 0);
         assert_null(pods);
-        assert_string_equal(f->srv.reqs[2].uri, "/api/v1/namespaces/" NS
-                                                "/pods?labelSelector=persistd.io%2Fleader%3Dtrue");
+        assert_string_equal(req_at(&f->srv, 2)->uri,
+                            "/api/v1/namespaces/" NS
+                            "/pods?labelSelector=persistd.io%2Fleader%3Dtrue");
 
         queue_tr(&f->srv, "g-pod-label-patch.json", 0);
         assert_int_equal(k8s_pod_set_label(f->c, "orchestrator-0", "persistd.io/leader", "true"),
                          0);
-        struct recorded *r = &f->srv.reqs[3];
+        struct recorded *r = req_at(&f->srv, 3);
         assert_string_equal(r->method, "PATCH");
         assert_string_equal(r->uri, "/api/v1/namespaces/" NS "/pods/orchestrator-0");
         assert_string_equal(r->content_type, "application/merge-patch+json");
@@ -758,7 +770,7 @@ static void test_pods(void **state)
 
         queue_tr(&f->srv, "g-pod-label-patch.json", 1);
         assert_int_equal(k8s_pod_set_label(f->c, "orchestrator-0", "persistd.io/leader", NULL), 0);
-        assert_string_equal(f->srv.reqs[4].body,
+        assert_string_equal(req_at(&f->srv, 4)->body,
                             "{\"metadata\":{\"labels\":{\"persistd.io/leader\":null}}}");
 
         assert_int_equal(k8s_pod_set_label(f->c, "orchestrator-0", "bad key", "x"), -EINVAL);
@@ -785,7 +797,7 @@ static void test_secret(void **state)
         assert_int_equal(len, 7);
         assert_string_equal(value, "hunter2");
         secret_free(value);
-        assert_string_equal(f->srv.reqs[0].uri, "/api/v1/namespaces/" NS "/secrets/pg");
+        assert_string_equal(req_at(&f->srv, 0)->uri, "/api/v1/namespaces/" NS "/secrets/pg");
 
         queue(&f->srv, 200, strdup(secret));
         assert_int_equal(k8s_secret_get_key(f->c, "pg", "user", 64, &value, &len), -ENODATA);
@@ -817,7 +829,7 @@ static void test_event(void **state)
                               .host = "orchestrator-0",
                               .time_us = t};
         assert_int_equal(k8s_event_create(f->c, &e), 0);
-        struct recorded *r = &f->srv.reqs[0];
+        struct recorded *r = req_at(&f->srv, 0);
         assert_string_equal(r->method, "POST");
         assert_string_equal(r->uri, "/api/v1/namespaces/" NS "/events");
         assert_string_equal(r->content_type, "application/json");
@@ -911,11 +923,11 @@ static void test_tls_kubeconfig_blobs(void **state)
         assert_int_equal(k8s_client_new(cfg, NULL, &c), 0);
         queue_tr(&f->srv, "b-lease-get.json", 0);
         assert_int_equal(k8s_lease_get(c, LEASE, NULL), 0);
-        assert_string_equal(f->srv.reqs[0].auth, "Bearer kc-token");
-        assert_string_equal(f->srv.reqs[0].uri,
+        assert_string_equal(req_at(&f->srv, 0)->auth, "Bearer kc-token");
+        assert_string_equal(req_at(&f->srv, 0)->uri,
                             "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases/" LEASE);
         /* The client certificate went from memory to the TLS handshake. */
-        assert_true(f->srv.reqs[0].client_cert);
+        assert_true(req_at(&f->srv, 0)->client_cert);
         k8s_client_free(c);
         k8s_config_free(cfg);
 
@@ -933,7 +945,7 @@ static void test_tls_kubeconfig_blobs(void **state)
         assert_int_equal(k8s_client_new(&other, NULL, &c), 0);
         queue_tr(&f->srv, "b-lease-get.json", 0);
         assert_int_equal(k8s_lease_get(c, LEASE, NULL), 0);
-        assert_false(f->srv.reqs[1].client_cert);
+        assert_false(req_at(&f->srv, 1)->client_cert);
         k8s_client_free(c);
         fixture_free(f);
 }
@@ -968,8 +980,8 @@ static void test_in_cluster_tls(void **state)
         assert_string_equal(k8s_client_namespace(c), "other-ns");
         queue_tr(&f->srv, "b-lease-get.json", 0);
         assert_int_equal(k8s_lease_get(c, LEASE, NULL), 0);
-        assert_string_equal(f->srv.reqs[0].auth, "Bearer sa-token");
-        assert_string_equal(f->srv.reqs[0].uri,
+        assert_string_equal(req_at(&f->srv, 0)->auth, "Bearer sa-token");
+        assert_string_equal(req_at(&f->srv, 0)->uri,
                             "/apis/coordination.k8s.io/v1/namespaces/other-ns/leases/" LEASE);
         k8s_client_free(c);
 
@@ -1046,9 +1058,10 @@ static void test_watch_chunks(void **state)
         assert_int_equal(s.ev[2], K8S_WATCH_MODIFIED);
         assert_string_equal(s.rv[2], "199");
 
-        assert_string_equal(f->srv.reqs[0].uri, "/apis/coordination.k8s.io/v1/namespaces/" NS
-                                                "/leases?fieldSelector=metadata.name%3D" LEASE);
-        const char *u = f->srv.reqs[1].uri;
+        assert_string_equal(req_at(&f->srv, 0)->uri,
+                            "/apis/coordination.k8s.io/v1/namespaces/" NS
+                            "/leases?fieldSelector=metadata.name%3D" LEASE);
+        const char *u = req_at(&f->srv, 1)->uri;
         assert_int_equal(strncmp(u, "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases?", 52),
                          0);
         assert_non_null(strstr(u, "watch=1"));
@@ -1056,7 +1069,7 @@ static void test_watch_chunks(void **state)
         /* The LIST's resourceVersion (248), not the object's own (243): see k2. */
         assert_non_null(strstr(u, "resourceVersion=248"));
         assert_non_null(strstr(u, "timeoutSeconds=5"));
-        assert_string_equal(f->srv.reqs[1].auth, "Bearer tok1");
+        assert_string_equal(req_at(&f->srv, 1)->auth, "Bearer tok1");
         k8s_watch_free(w);
         fixture_free(f);
 }
@@ -1087,10 +1100,10 @@ static void test_watch_expired_and_end(void **state)
         assert_int_equal(s.ev[2], K8S_WATCH_MODIFIED);
         assert_int_equal(s.ev[3], K8S_WATCH_MODIFIED);
         assert_int_equal(nreq(&f->srv), 5);
-        assert_non_null(strstr(f->srv.reqs[1].uri, "resourceVersion=198"));
-        assert_null(strstr(f->srv.reqs[2].uri, "watch=1")); /* the re-list */
-        assert_non_null(strstr(f->srv.reqs[3].uri, "resourceVersion=248"));
-        assert_non_null(strstr(f->srv.reqs[4].uri, "resourceVersion=243"));
+        assert_non_null(strstr(req_at(&f->srv, 1)->uri, "resourceVersion=198"));
+        assert_null(strstr(req_at(&f->srv, 2)->uri, "watch=1")); /* the re-list */
+        assert_non_null(strstr(req_at(&f->srv, 3)->uri, "resourceVersion=248"));
+        assert_non_null(strstr(req_at(&f->srv, 4)->uri, "resourceVersion=243"));
         k8s_watch_free(w);
         fixture_free(f);
 }
