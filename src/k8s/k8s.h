@@ -210,9 +210,10 @@ int k8s_lease_create(struct k8s_client *c, const struct k8s_lease *l, struct k8s
 int k8s_lease_update(struct k8s_client *c, const struct k8s_lease *l, struct k8s_lease *ret);
 
 /*
- * LIST the Leases named `name` (fieldSelector): *ret_found tells whether it exists, *ret (when
- * found) the Lease, *ret_list_rv the list's metadata.resourceVersion, from which a watch must
- * start (caller frees). Out-parameters written only on success.
+ * LIST the Leases named `name` (fieldSelector): *ret_found tells whether it exists, *ret (may
+ * be NULL; written when found, caller releases) the Lease, *ret_list_rv (may be NULL) the list's
+ * metadata.resourceVersion, from which a watch must start (caller frees). Out-parameters are
+ * written only on success.
  */
 int k8s_lease_list_one(struct k8s_client *c, const char *name, struct k8s_lease *ret,
                        bool *ret_found, char **ret_list_rv);

@@ -723,6 +723,51 @@ static void test_timeout_and_refused(void **state)
         assert_int_equal(k8s_client_new(&cfg, &opts, &c), -EINVAL);
 }
 
+struct interrupt_thread {
+        struct k8s_client *c;
+        int result;
+};
+
+static void *get_main(void *arg)
+{
+        struct interrupt_thread *t = arg;
+        t->result = k8s_lease_get(t->c, LEASE, NULL);
+        return NULL;
+}
+
+/* A request stuck on a silent server ends at once when interrupted from another thread. */
+static void test_interrupt(void **state)
+{
+        struct k8s_config cfg = {0};
+        struct k8s_client_options opts = {.namespace = NS, .request_timeout_ms = 30000};
+        struct interrupt_thread t;
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t sl = sizeof(sa);
+        pthread_t th;
+        char url[64];
+
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(fd, 8), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(sa.sin_port));
+        cfg.server = url;
+        assert_int_equal(k8s_client_new(&cfg, &opts, &t.c), 0);
+        assert_int_equal(pthread_create(&th, NULL, get_main, &t), 0);
+        clock_sleep_us(200 * USEC_PER_MSEC);
+        int64_t start = clock_mono_us();
+        k8s_client_interrupt(t.c);
+        pthread_join(th, NULL);
+        assert_int_equal(t.result, -ECANCELED);
+        /* Long before the 30 s request timeout. */
+        assert_true(clock_mono_us() - start < 10 * USEC_PER_SEC);
+        /* And every later request too. */
+        assert_int_equal(k8s_lease_get(t.c, LEASE, NULL), -ECANCELED);
+        k8s_client_free(t.c);
+        close(fd);
+}
+
 /* ---- Pods, Secrets, Events -------------------------------------------------------------- */
 
 static void test_pods(void **state)
@@ -1192,6 +1237,7 @@ int main(void)
             cmocka_unit_test(test_token_401_reread_retry),
             cmocka_unit_test(test_token_periodic_reread),
             cmocka_unit_test(test_timeout_and_refused),
+            cmocka_unit_test(test_interrupt),
             cmocka_unit_test(test_pods),
             cmocka_unit_test(test_secret),
             cmocka_unit_test(test_event),
