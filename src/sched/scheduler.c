@@ -1,0 +1,1178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The master controller's thread and the 24 hourly controllers. The master thread is the only
+ * writer of the task set and of the controllers; it writes them under the scheduler's mutex and
+ * reads the task set without it. Other threads (API, leadership) take the mutex for the short
+ * moments they read or flip state, and never wait for the store: the master calls the store's
+ * operations (catch-up) without holding the mutex.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "sched/scheduler.h"
+
+#define LOG_MODULE "sched"
+
+#define HOUR_US       (3600 * USEC_PER_SEC)
+#define TICK_US       (1 * USEC_PER_SEC)
+#define N_CONTROLLERS 24
+/* Scheduled slots' jobs are tagged so withdrawing them never touches another owner's jobs. */
+#define SLOT_OWNER_TAG (UINT64_C(1) << 62)
+
+/* An hourly controller: one loaded hour, its slots (queued in the pools) and its plan. */
+struct controller {
+        bool loaded;
+        int64_t start_us, end_us;
+        int64_t loaded_at_us;
+        size_t slots;
+        struct sched_planned *plan; /* pool, then slot order */
+        size_t n_plan;
+        bool plan_dirty;       /* a task changed: plan again */
+        bool overrun_reported; /* the Warning for this hour was raised */
+};
+
+enum change_kind {
+        CHANGE_UPSERT,
+        CHANGE_REMOVE,
+        CHANGE_REPLACE, /* a full resync: `tasks` is the whole set */
+};
+
+struct change {
+        enum change_kind kind;
+        int64_t task_id;
+        struct sched_task task;
+        struct sched_task *tasks;
+        size_t n_tasks;
+        struct change *next;
+};
+
+/* int64 id -> index in the task array; open addressing, linear probing. */
+struct id_map {
+        int64_t *keys; /* 0 = empty (task ids are > 0) */
+        size_t *vals;
+        size_t cap, n, tombstones;
+};
+#define TOMBSTONE INT64_MIN
+
+struct scheduler {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t thread;
+        bool running, stopping;
+
+        struct sched_options opts;
+        const struct tz_zone *zone;
+        struct sched_pools *pools;
+        struct sched_ops ops;
+
+        /* Written by the master thread under the lock; read by it without. */
+        struct sched_task *tasks;
+        size_t n_tasks, alloc_tasks;
+        struct id_map map;
+
+        struct change *changes, **changes_tail;
+
+        bool leading;
+        uint64_t generation; /* atomic reads from executors; 0 when not leading */
+        uint64_t lead_epoch; /* bumped by every leadership change */
+        bool need_catchup;
+        int64_t lead_start_us;   /* slots before it belong to the catch-up */
+        int64_t loaded_until_us; /* every slot before it has been queued or caught up */
+        unsigned catchups_done;
+        struct controller controllers[N_CONTROLLERS];
+};
+
+struct slot_job {
+        struct sched_job job;
+        struct scheduler *s;
+        struct sched_task task;
+        int64_t slot_us;
+        uint64_t generation; /* the scheduler's leadership generation when queued */
+        bool catch_up;
+};
+
+/* ---- the id map ------------------------------------------------------------------------- */
+
+static size_t id_hash(int64_t id, size_t cap)
+{
+        uint64_t x = (uint64_t)id * UINT64_C(0x9E3779B97F4A7C15);
+        return (size_t)(x >> 17) & (cap - 1);
+}
+
+static int id_map_put(struct id_map *m, int64_t id, size_t val);
+
+static int id_map_grow(struct id_map *m)
+{
+        struct id_map n = {0};
+        n.cap = m->cap ? m->cap * 2 : 1024;
+        n.keys = calloc(n.cap, sizeof(*n.keys));
+        n.vals = calloc(n.cap, sizeof(*n.vals));
+        if (!n.keys || !n.vals) {
+                free(n.keys);
+                free(n.vals);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+                if (m->keys[i] != 0 && m->keys[i] != TOMBSTONE)
+                        id_map_put(&n, m->keys[i], m->vals[i]);
+        free(m->keys);
+        free(m->vals);
+        *m = n;
+        return 0;
+}
+
+static int id_map_put(struct id_map *m, int64_t id, size_t val)
+{
+        if ((m->n + m->tombstones + 1) * 4 > m->cap * 3 && id_map_grow(m) < 0)
+                return -ENOMEM;
+        size_t i = id_hash(id, m->cap), tomb = SIZE_MAX;
+        for (;; i = (i + 1) & (m->cap - 1)) {
+                if (m->keys[i] == id) {
+                        m->vals[i] = val;
+                        return 0;
+                }
+                if (m->keys[i] == TOMBSTONE && tomb == SIZE_MAX)
+                        tomb = i;
+                if (m->keys[i] == 0)
+                        break;
+        }
+        if (tomb != SIZE_MAX) {
+                i = tomb;
+                m->tombstones--;
+        }
+        m->keys[i] = id;
+        m->vals[i] = val;
+        m->n++;
+        return 0;
+}
+
+static bool id_map_get(const struct id_map *m, int64_t id, size_t *ret)
+{
+        if (m->cap == 0)
+                return false;
+        for (size_t i = id_hash(id, m->cap);; i = (i + 1) & (m->cap - 1)) {
+                if (m->keys[i] == id) {
+                        *ret = m->vals[i];
+                        return true;
+                }
+                if (m->keys[i] == 0)
+                        return false;
+        }
+}
+
+static void id_map_del(struct id_map *m, int64_t id)
+{
+        if (m->cap == 0)
+                return;
+        for (size_t i = id_hash(id, m->cap);; i = (i + 1) & (m->cap - 1)) {
+                if (m->keys[i] == id) {
+                        m->keys[i] = TOMBSTONE;
+                        m->n--;
+                        m->tombstones++;
+                        return;
+                }
+                if (m->keys[i] == 0)
+                        return;
+        }
+}
+
+static void id_map_clear(struct id_map *m)
+{
+        free(m->keys);
+        free(m->vals);
+        *m = (struct id_map){0};
+}
+
+/* ---- hours ------------------------------------------------------------------------------ */
+
+/*
+ * Hours are the zone's local hours, split where the offset changes: a transition always starts
+ * an hour (clocks moved by 30 minutes, as on Lord Howe Island, make 30-minute hours).
+ */
+int64_t sched_hour_start(const struct tz_zone *zone, int64_t t_us)
+{
+        struct tz_local l;
+        struct tz_transition tr;
+        int64_t secs = t_us / USEC_PER_SEC - (t_us % USEC_PER_SEC < 0);
+        tz_to_local(zone, secs * USEC_PER_SEC, &l);
+        int64_t start = secs - l.minute * 60 - l.second;
+        if (tz_prev_transition(zone, secs, &tr) && tr.at > start)
+                start = tr.at;
+        return start * USEC_PER_SEC;
+}
+
+int64_t sched_next_hour_start(const struct tz_zone *zone, int64_t hour_us)
+{
+        struct tz_local l;
+        struct tz_transition tr;
+        int64_t secs = hour_us / USEC_PER_SEC - (hour_us % USEC_PER_SEC < 0);
+        tz_to_local(zone, secs * USEC_PER_SEC, &l);
+        int64_t end = secs + 3600 - l.minute * 60 - l.second;
+        if (tz_next_transition(zone, secs, &tr) && tr.at < end)
+                end = tr.at;
+        return end * USEC_PER_SEC;
+}
+
+/* ---- controllers ------------------------------------------------------------------------ */
+
+static struct controller *controller_find(struct scheduler *s, int64_t start_us)
+{
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                if (s->controllers[i].loaded && s->controllers[i].start_us == start_us)
+                        return &s->controllers[i];
+        return NULL;
+}
+
+/*
+ * The controller for the hour starting at `start_us`: the one of its local hour of the day,
+ * unless that one still holds another hour (the second pass of a repeated hour, or a 30-minute
+ * hour), then the first free one.
+ */
+static struct controller *controller_for(struct scheduler *s, int64_t start_us)
+{
+        struct tz_local l;
+        tz_to_local(s->zone, start_us, &l);
+        struct controller *c = &s->controllers[l.hour];
+        if (!c->loaded)
+                return c;
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                if (!s->controllers[i].loaded)
+                        return &s->controllers[i];
+        return NULL; /* cannot happen: at most two hours are loaded */
+}
+
+static void controller_drop(struct controller *c)
+{
+        free(c->plan);
+        *c = (struct controller){0};
+}
+
+static void drop_all_controllers(struct scheduler *s)
+{
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                controller_drop(&s->controllers[i]);
+}
+
+/* ---- slot jobs -------------------------------------------------------------------------- */
+
+static uint64_t current_generation(struct scheduler *s)
+{
+        return __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
+}
+
+static void slot_job_run(struct sched_job *job)
+{
+        struct slot_job *sj = (struct slot_job *)job;
+        struct scheduler *s = sj->s;
+
+        /* Queued under a leadership that has ended since: the next leader's catch-up owns it. */
+        if (sj->generation != 0 && sj->generation == current_generation(s)) {
+                struct sched_slot_run run = {
+                    .task = &sj->task,
+                    .slot_us = sj->slot_us,
+                    .generation = sj->generation,
+                    .started_us = job->started_wall,
+                    .catch_up = sj->catch_up,
+                };
+                s->ops.run_slot(&run, s->ops.userdata);
+        }
+        free(sj);
+}
+
+static void slot_job_cancel(struct sched_job *job, enum sched_cancel_reason reason)
+{
+        /* Leadership lost: the next leader catches the slot up. Withdrawn: the task changed. */
+        free(job);
+}
+
+static int64_t task_estimate(struct scheduler *s, const struct sched_task *t)
+{
+        int64_t e = s->ops.estimate_us ? s->ops.estimate_us(t->instance_id, s->ops.userdata) : 0;
+        return MAX(e, 0);
+}
+
+static int submit_slot(struct scheduler *s, const struct sched_task *t, int64_t slot_us,
+                       uint64_t generation, bool catch_up)
+{
+        struct slot_job *sj = calloc(1, sizeof(*sj));
+        if (!sj)
+                return -ENOMEM;
+        sj->s = s;
+        sj->task = *t;
+        sj->slot_us = slot_us;
+        sj->generation = generation;
+        sj->catch_up = catch_up;
+        sj->job.priority = SCHED_PRIO_SCHEDULED;
+        sj->job.due_us = slot_us;
+        sj->job.estimate_us = task_estimate(s, t);
+        sj->job.owner_key = SLOT_OWNER_TAG | (uint64_t)t->id;
+        sj->job.run = slot_job_run;
+        sj->job.cancel = slot_job_cancel;
+        sj->job.userdata = sj;
+        int r = sched_pools_submit(s->pools, t->pool, &sj->job);
+        if (r < 0)
+                free(sj);
+        return r;
+}
+
+/* ---- walking the slots of tasks --------------------------------------------------------- */
+
+typedef int (*slot_visit_fn)(struct scheduler *s, const struct sched_task *t, int64_t slot_us,
+                             void *userdata);
+
+struct visit_ctx {
+        struct scheduler *s;
+        const struct sched_task *task;
+        slot_visit_fn fn;
+        void *userdata;
+};
+
+static int visit_one(int64_t slot_us, void *userdata)
+{
+        struct visit_ctx *v = userdata;
+        return v->fn(v->s, v->task, slot_us, v->userdata);
+}
+
+/* Every slot of `t` in [from, to). */
+static int visit_task_slots(struct scheduler *s, const struct sched_task *t, int64_t from,
+                            int64_t to, slot_visit_fn fn, void *userdata)
+{
+        struct visit_ctx v = {s, t, fn, userdata};
+        if (from >= to)
+                return 0;
+        return cron_slots(&t->schedule, s->zone, from, to, visit_one, &v);
+}
+
+/* ---- planning --------------------------------------------------------------------------- */
+
+struct plan_items {
+        struct sched_planned *items;
+        size_t n, alloc;
+};
+
+static int plan_items_add(struct scheduler *s, struct plan_items *pi, const struct sched_task *t,
+                          int64_t slot_us)
+{
+        if (pi->n == pi->alloc) {
+                size_t want = pi->alloc ? pi->alloc * 2 : 64;
+                struct sched_planned *n = realloc(pi->items, want * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                pi->items = n;
+                pi->alloc = want;
+        }
+        struct sched_planned *p = &pi->items[pi->n++];
+        memset(p, 0, sizeof(*p));
+        p->task_id = t->id;
+        snprintf(p->instance_id, sizeof(p->instance_id), "%s", t->instance_id);
+        snprintf(p->pool, sizeof(p->pool), "%s", t->pool);
+        p->plan.slot_us = slot_us;
+        p->plan.estimate_us = task_estimate(s, t);
+        p->plan.seq = (uint64_t)t->id;
+        return 0;
+}
+
+static int planned_cmp(const void *a, const void *b)
+{
+        const struct sched_planned *x = a, *y = b;
+        int c = strcmp(x->pool, y->pool);
+        if (c)
+                return c;
+        if (x->plan.slot_us != y->plan.slot_us)
+                return x->plan.slot_us < y->plan.slot_us ? -1 : 1;
+        return x->task_id < y->task_id ? -1 : x->task_id > y->task_id;
+}
+
+static int pool_limit(struct scheduler *s, const char *pool, const struct sched_pool_stats *stats,
+                      int n_stats)
+{
+        if (s->ops.pool_limit)
+                return MAX(s->ops.pool_limit(pool, s->ops.userdata), 1);
+        for (int i = 0; i < n_stats; i++)
+                if (streq(stats[i].name, pool))
+                        return stats[i].limit;
+        return 1;
+}
+
+/* An overrun found while planning: the pool and by how much its plan ends past the hour. */
+struct overrun {
+        char pool[64];
+        int64_t overrun_us;
+};
+
+/*
+ * Plan the items of the hour ending at `end_us`: sort them by pool, slot time and task, give
+ * each its expected start and end with the pool's limit (plan_pool, the executors' rule), and
+ * collect the pools whose plan ends more than the allowed delay after the hour (*ret_overruns,
+ * caller frees; may be NULL). Any thread; no lock needed.
+ */
+static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t end_us,
+                      struct overrun **ret_overruns, size_t *ret_n_overruns)
+{
+        struct sched_pool_stats *stats = NULL;
+        struct overrun *over = NULL;
+        size_t n_over = 0;
+        int r = 0;
+
+        if (pi->n > 0)
+                qsort(pi->items, pi->n, sizeof(*pi->items), planned_cmp);
+        int n_stats = s->ops.pool_limit ? 0 : sched_pools_stats(s->pools, &stats);
+        for (size_t i = 0; i < pi->n && r == 0;) {
+                size_t j = i;
+                while (j < pi->n && streq(pi->items[j].pool, pi->items[i].pool))
+                        j++;
+                struct plan_slot *tmp = calloc(j - i, sizeof(*tmp));
+                if (!tmp) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t k = i; k < j; k++)
+                        tmp[k - i] = pi->items[k].plan;
+                r = plan_pool(tmp, j - i, pool_limit(s, pi->items[i].pool, stats, n_stats), NULL);
+                /* plan_pool sorts by (slot, seq = task id): the same order as ours. */
+                for (size_t k = i; k < j && r == 0; k++)
+                        pi->items[k].plan = tmp[k - i];
+                int64_t overrun = plan_overrun_us(tmp, j - i, end_us);
+                free(tmp);
+                if (r == 0 && ret_overruns && overrun > s->opts.max_plan_delay_us) {
+                        struct overrun *n = realloc(over, (n_over + 1) * sizeof(*n));
+                        if (!n) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        over = n;
+                        snprintf(over[n_over].pool, sizeof(over[n_over].pool), "%s",
+                                 pi->items[i].pool);
+                        over[n_over++].overrun_us = overrun;
+                }
+                i = j;
+        }
+        if (n_stats >= 0)
+                free(stats);
+        if (r < 0) {
+                free(over);
+                return r;
+        }
+        if (ret_overruns) {
+                *ret_overruns = over;
+                *ret_n_overruns = n_over;
+        }
+        return 0;
+}
+
+static void report_overruns(struct scheduler *s, int64_t start_us, const struct overrun *o,
+                            size_t n)
+{
+        char when[CLOCK_RFC3339_MAX];
+        for (size_t i = 0; i < n; i++) {
+                log_warn("pool \"%s\": the hour from %s is overbooked: its plan ends %lld s after "
+                         "the hour, more than the %lld s allowed",
+                         o[i].pool, clock_format_rfc3339(start_us, 0, when),
+                         (long long)(o[i].overrun_us / USEC_PER_SEC),
+                         (long long)(s->opts.max_plan_delay_us / USEC_PER_SEC));
+                if (s->ops.plan_overrun)
+                        s->ops.plan_overrun(o[i].pool, start_us, o[i].overrun_us, s->ops.userdata);
+        }
+}
+
+static int collect_visit(struct scheduler *s, const struct sched_task *t, int64_t slot_us, void *u)
+{
+        return plan_items_add(s, u, t, slot_us);
+}
+
+/* The items of [start, end) for the tasks given. */
+static int collect_hour(struct scheduler *s, const struct sched_task *tasks, size_t n,
+                        int64_t start_us, int64_t end_us, struct plan_items *pi)
+{
+        for (size_t i = 0; i < n; i++) {
+                int r = visit_task_slots(s, &tasks[i], start_us, end_us, collect_visit, pi);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- loading an hour (master thread, lock not held) -------------------------------------- */
+
+struct load_ctx {
+        struct plan_items items;
+        size_t queued;
+        int64_t from_us;
+        uint64_t generation;
+        int error;
+};
+
+static int load_visit(struct scheduler *s, const struct sched_task *t, int64_t slot_us, void *u)
+{
+        struct load_ctx *lc = u;
+        int r = plan_items_add(s, &lc->items, t, slot_us);
+        if (r < 0)
+                return r;
+        if (slot_us < lc->from_us)
+                return 0; /* planned, but past: the catch-up's (or nobody's) */
+        r = submit_slot(s, t, slot_us, lc->generation, false);
+        if (r == 0)
+                lc->queued++;
+        else if (r != -EAGAIN)
+                lc->error = r;
+        return 0;
+}
+
+/*
+ * Load the hour starting at `start_us` under leadership `epoch`: queue its slots from
+ * `from_us` on, plan every pool's whole hour, install the controller and report overruns.
+ * Returns 0, or a negative errno (the hour is then loaded again on the next tick).
+ */
+static int load_hour(struct scheduler *s, uint64_t epoch, uint64_t generation, int64_t start_us,
+                     int64_t from_us)
+{
+        int64_t end_us = sched_next_hour_start(s->zone, start_us);
+        struct load_ctx lc = {.from_us = MAX(from_us, start_us), .generation = generation};
+        struct overrun *over = NULL;
+        size_t n_over = 0;
+        int64_t t0 = clock_mono_us();
+        char when[CLOCK_RFC3339_MAX];
+        int r = 0;
+
+        for (size_t i = 0; i < s->n_tasks && r == 0; i++)
+                r = visit_task_slots(s, &s->tasks[i], start_us, end_us, load_visit, &lc);
+        if (r == 0)
+                r = lc.error;
+        if (r == 0)
+                r = plan_items(s, &lc.items, end_us, &over, &n_over);
+        if (r < 0) {
+                /* Withdraw what was queued so the retry does not queue it twice. */
+                for (size_t i = 0; i < s->n_tasks; i++)
+                        sched_pools_withdraw(s->pools, s->tasks[i].pool,
+                                             SLOT_OWNER_TAG | (uint64_t)s->tasks[i].id, lc.from_us);
+                free(lc.items.items);
+                log_error("hour %s: failed to load: %s; retrying",
+                          clock_format_rfc3339(start_us, 0, when), strerror(-r));
+                return r;
+        }
+
+        pthread_mutex_lock(&s->lock);
+        bool current = s->leading && s->lead_epoch == epoch;
+        struct controller *c = current ? controller_for(s, start_us) : NULL;
+        if (c) {
+                *c = (struct controller){
+                    .loaded = true,
+                    .start_us = start_us,
+                    .end_us = end_us,
+                    .loaded_at_us = clock_wall_us(),
+                    .slots = lc.items.n,
+                    .plan = lc.items.items,
+                    .n_plan = lc.items.n,
+                    .overrun_reported = n_over > 0,
+                };
+                lc.items.items = NULL;
+                s->loaded_until_us = MAX(s->loaded_until_us, end_us);
+        }
+        pthread_mutex_unlock(&s->lock);
+        size_t planned = lc.items.n;
+        free(lc.items.items);
+        if (!c) {
+                free(over);
+                return 0; /* leadership changed meanwhile: what was queued will not run */
+        }
+        log_info("hour %s loaded: %zu slots planned, %zu queued (%lld ms)",
+                 clock_format_rfc3339(start_us, 0, when), planned, lc.queued,
+                 (long long)((clock_mono_us() - t0) / 1000));
+        report_overruns(s, start_us, over, n_over);
+        free(over);
+        return 0;
+}
+
+/* Plan the loaded hours again after task changes (master thread, lock not held). */
+static void replan_dirty_hours(struct scheduler *s)
+{
+        for (size_t i = 0; i < N_CONTROLLERS; i++) {
+                pthread_mutex_lock(&s->lock);
+                struct controller *c = &s->controllers[i];
+                bool dirty = c->loaded && c->plan_dirty;
+                int64_t start = c->start_us, end = c->end_us;
+                c->plan_dirty = false;
+                pthread_mutex_unlock(&s->lock);
+                if (!dirty)
+                        continue;
+
+                struct plan_items pi = {0};
+                struct overrun *over = NULL;
+                size_t n_over = 0;
+                int r = collect_hour(s, s->tasks, s->n_tasks, start, end, &pi);
+                if (r == 0)
+                        r = plan_items(s, &pi, end, &over, &n_over);
+                if (r < 0) {
+                        free(pi.items);
+                        log_warn("failed to plan the hour again after a task change: %s",
+                                 strerror(-r));
+                        continue;
+                }
+                bool report = false;
+                pthread_mutex_lock(&s->lock);
+                if (c->loaded && c->start_us == start) {
+                        free(c->plan);
+                        c->plan = TAKE_PTR(pi.items);
+                        c->n_plan = c->slots = pi.n;
+                        report = n_over > 0 && !c->overrun_reported;
+                        c->overrun_reported |= n_over > 0;
+                }
+                pthread_mutex_unlock(&s->lock);
+                free(pi.items);
+                if (report)
+                        report_overruns(s, start, over, n_over);
+                free(over);
+        }
+}
+
+/* ---- catch-up (master thread, lock not held) --------------------------------------------- */
+
+struct key_set {
+        struct sched_slot_key *keys;
+        size_t n;
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+        const struct sched_slot_key *x = a, *y = b;
+        if (x->task_id != y->task_id)
+                return x->task_id < y->task_id ? -1 : 1;
+        return x->slot_us < y->slot_us ? -1 : x->slot_us > y->slot_us;
+}
+
+static bool key_set_has(const struct key_set *ks, int64_t task_id, int64_t slot_us)
+{
+        struct sched_slot_key k = {task_id, slot_us};
+        return ks->n > 0 && bsearch(&k, ks->keys, ks->n, sizeof(k), key_cmp) != NULL;
+}
+
+struct catchup_ctx {
+        struct key_set recorded;
+        int64_t now_us;
+        uint64_t generation;
+        size_t run, missed;
+};
+
+static int catchup_visit(struct scheduler *s, const struct sched_task *t, int64_t slot_us, void *u)
+{
+        struct catchup_ctx *cc = u;
+        char reason[160];
+        int r;
+
+        /* A slot before the task existed was never owed. */
+        if (slot_us < t->created_us || key_set_has(&cc->recorded, t->id, slot_us))
+                return 0;
+        bool in_deadline = t->starting_deadline_s <= 0 ||
+                           cc->now_us - slot_us <= (int64_t)t->starting_deadline_s * USEC_PER_SEC;
+        if (t->run_once && in_deadline) {
+                r = submit_slot(s, t, slot_us, cc->generation, true);
+                if (r == 0)
+                        cc->run++;
+                return r;
+        }
+        if (t->run_once)
+                snprintf(reason, sizeof(reason),
+                         "no leader ran it in time and its starting deadline (%d s) has passed",
+                         t->starting_deadline_s);
+        else
+                snprintf(reason, sizeof(reason),
+                         "no leader ran it in time and its misfire policy is skip");
+        r = s->ops.record_missed(t, slot_us, reason, cc->generation, s->ops.userdata);
+        if (r < 0)
+                return r;
+        cc->missed++;
+        return 0;
+}
+
+/*
+ * Give every past slot without a run row, from the start of the previous hour to the moment
+ * leadership began, its misfire policy. The previous hour is always looked at: when the gap did
+ * not cross the hour, the previous leader recorded every slot of it and nothing is found.
+ * Returns 0, or a negative errno (retried on the next tick; -ESTALE: deposed, -EAGAIN: not
+ * leading any more).
+ */
+static int catch_up(struct scheduler *s, uint64_t generation, int64_t lead_start_us)
+{
+        int64_t to = lead_start_us;
+        int64_t from = sched_hour_start(s->zone, sched_hour_start(s->zone, to) - 1);
+        struct catchup_ctx cc = {.now_us = clock_wall_us(), .generation = generation};
+        int r;
+
+        r = s->ops.recorded_slots(from, to, &cc.recorded.keys, &cc.recorded.n, s->ops.userdata);
+        if (r < 0) {
+                log_warn("catch-up: cannot read the runs already recorded: %s; retrying",
+                         strerror(-r));
+                return r;
+        }
+        if (cc.recorded.n > 0)
+                qsort(cc.recorded.keys, cc.recorded.n, sizeof(*cc.recorded.keys), key_cmp);
+        for (size_t i = 0; i < s->n_tasks && r >= 0; i++)
+                r = visit_task_slots(s, &s->tasks[i], from, to, catchup_visit, &cc);
+        free(cc.recorded.keys);
+        if (r < 0) {
+                if (r != -EAGAIN && r != -ESTALE)
+                        log_warn("catch-up stopped: %s; retrying", strerror(-r));
+                return r;
+        }
+        log_info("catch-up after the leadership change: %zu past slots run now, %zu recorded "
+                 "missed",
+                 cc.run, cc.missed);
+        return 0;
+}
+
+/* ---- the task set (master thread) -------------------------------------------------------- */
+
+static bool task_equal(const struct sched_task *a, const struct sched_task *b)
+{
+        return a->id == b->id && streq(a->instance_id, b->instance_id) && streq(a->pool, b->pool) &&
+               a->action == b->action && cron_expr_equal(&a->schedule, &b->schedule) &&
+               a->run_once == b->run_once && a->starting_deadline_s == b->starting_deadline_s &&
+               a->created_us == b->created_us;
+}
+
+/* Lock held. */
+static int task_put(struct scheduler *s, const struct sched_task *t)
+{
+        size_t idx;
+        if (id_map_get(&s->map, t->id, &idx)) {
+                s->tasks[idx] = *t;
+                return 0;
+        }
+        if (s->n_tasks == s->alloc_tasks) {
+                size_t want = s->alloc_tasks ? s->alloc_tasks * 2 : 256;
+                struct sched_task *n = realloc(s->tasks, want * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                s->tasks = n;
+                s->alloc_tasks = want;
+        }
+        int r = id_map_put(&s->map, t->id, s->n_tasks);
+        if (r < 0)
+                return r;
+        s->tasks[s->n_tasks++] = *t;
+        return 0;
+}
+
+/* Lock held. */
+static void task_del(struct scheduler *s, int64_t id)
+{
+        size_t idx;
+        if (!id_map_get(&s->map, id, &idx))
+                return;
+        id_map_del(&s->map, id);
+        s->n_tasks--;
+        if (idx != s->n_tasks) {
+                s->tasks[idx] = s->tasks[s->n_tasks];
+                id_map_put(&s->map, s->tasks[idx].id, idx);
+        }
+}
+
+struct requeue_ctx {
+        size_t queued;
+        uint64_t generation;
+};
+
+static int requeue_visit(struct scheduler *s, const struct sched_task *t, int64_t slot_us, void *u)
+{
+        struct requeue_ctx *rc = u;
+        int r = submit_slot(s, t, slot_us, rc->generation, false);
+        if (r == 0)
+                rc->queued++;
+        return r == -EAGAIN ? 0 : r;
+}
+
+static void mark_plans_dirty(struct scheduler *s)
+{
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                if (s->controllers[i].loaded)
+                        s->controllers[i].plan_dirty = true;
+}
+
+/*
+ * Apply one upsert or removal to the loaded hours: withdraw the task's queued slots (all of
+ * them, late ones included, when it is removed; from now on when it changed), then queue the
+ * new definition's slots from now to the end of the loaded hours. A slot due at the very
+ * instant of the change may be offered twice; the claim (UNIQUE per slot) makes the second one
+ * a no-op. Lock held.
+ */
+static void apply_one(struct scheduler *s, bool remove, int64_t task_id,
+                      const struct sched_task *task, int64_t now)
+{
+        size_t idx;
+        bool had = id_map_get(&s->map, task_id, &idx);
+
+        if (!remove && had && task_equal(&s->tasks[idx], task))
+                return;
+        if (s->leading && had) {
+                const struct sched_task *old = &s->tasks[idx];
+                sched_pools_withdraw(s->pools, old->pool, SLOT_OWNER_TAG | (uint64_t)old->id,
+                                     remove ? INT64_MIN : now);
+        }
+        if (remove) {
+                if (had)
+                        mark_plans_dirty(s);
+                task_del(s, task_id);
+                return;
+        }
+        if (task_put(s, task) < 0) {
+                log_error("task %lld: out of memory applying a change", (long long)task_id);
+                return;
+        }
+        mark_plans_dirty(s);
+        if (s->leading && s->loaded_until_us > now) {
+                struct requeue_ctx rc = {.generation = s->generation};
+                int64_t from = MAX(now, s->lead_start_us);
+                int r = visit_task_slots(s, task, from, s->loaded_until_us, requeue_visit, &rc);
+                if (r < 0)
+                        log_error("task %lld: failed to queue its new slots: %s",
+                                  (long long)task_id, strerror(-r));
+                log_debug("task %lld changed: %zu slots queued in the loaded hours",
+                          (long long)task_id, rc.queued);
+        }
+}
+
+/* Lock held. */
+static void apply_change(struct scheduler *s, struct change *c, int64_t now)
+{
+        if (c->kind != CHANGE_REPLACE) {
+                apply_one(s, c->kind == CHANGE_REMOVE, c->task_id, &c->task, now);
+                return;
+        }
+        struct id_map incoming = {0};
+        for (size_t i = 0; i < c->n_tasks; i++)
+                if (id_map_put(&incoming, c->tasks[i].id, i) < 0) {
+                        id_map_clear(&incoming);
+                        log_error("out of memory applying a full resync of %zu tasks", c->n_tasks);
+                        return;
+                }
+        /* Removed ones first (iterating backwards: task_del moves the last one into place). */
+        for (size_t i = s->n_tasks; i-- > 0;) {
+                size_t j;
+                if (i < s->n_tasks && !id_map_get(&incoming, s->tasks[i].id, &j))
+                        apply_one(s, true, s->tasks[i].id, NULL, now);
+        }
+        for (size_t i = 0; i < c->n_tasks; i++)
+                apply_one(s, false, c->tasks[i].id, &c->tasks[i], now);
+        id_map_clear(&incoming);
+}
+
+static void change_free(struct change *c)
+{
+        if (c)
+                free(c->tasks);
+        free(c);
+}
+
+static int enqueue_change(struct scheduler *s, struct change *c)
+{
+        pthread_mutex_lock(&s->lock);
+        *s->changes_tail = c;
+        s->changes_tail = &c->next;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}
+
+int sched_task_upsert(struct scheduler *s, const struct sched_task *task)
+{
+        struct change *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        if (task->id <= 0) {
+                free(c);
+                return -EINVAL;
+        }
+        c->kind = CHANGE_UPSERT;
+        c->task_id = task->id;
+        c->task = *task;
+        return enqueue_change(s, c);
+}
+
+int sched_task_remove(struct scheduler *s, int64_t task_id)
+{
+        struct change *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->kind = CHANGE_REMOVE;
+        c->task_id = task_id;
+        return enqueue_change(s, c);
+}
+
+int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (tasks[i].id <= 0)
+                        return -EINVAL;
+        struct change *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->kind = CHANGE_REPLACE;
+        if (n > 0) {
+                c->tasks = malloc(n * sizeof(*tasks));
+                if (!c->tasks) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                memcpy(c->tasks, tasks, n * sizeof(*tasks));
+        }
+        c->n_tasks = n;
+        return enqueue_change(s, c);
+}
+
+/* ---- the master ------------------------------------------------------------------------- */
+
+static void cond_wait_us(struct scheduler *s, int64_t us)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        us = CLAMP(us, (int64_t)1000, TICK_US);
+        int64_t ns = ts.tv_nsec + (us % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t)(us / USEC_PER_SEC + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+}
+
+/*
+ * One tick of the master, lock held on entry and exit (released around loading and the
+ * catch-up). Returns how long it may sleep.
+ */
+static int64_t master_tick(struct scheduler *s)
+{
+        int64_t now = clock_wall_us();
+
+        while (s->changes) {
+                struct change *c = s->changes;
+                s->changes = c->next;
+                if (!s->changes)
+                        s->changes_tail = &s->changes;
+                apply_change(s, c, now);
+                change_free(c);
+        }
+        if (!s->leading)
+                return TICK_US;
+
+        int64_t cur = sched_hour_start(s->zone, now);
+        int64_t next = sched_next_hour_start(s->zone, cur);
+        int64_t preload_at = MIN(cur + (int64_t)s->opts.preload_minute * 60 * USEC_PER_SEC, next);
+        uint64_t epoch = s->lead_epoch, generation = s->generation;
+        int64_t lead_start = s->lead_start_us;
+
+        /* The controller of an hour that has ended is dropped; its late slots stay queued. */
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                if (s->controllers[i].loaded && s->controllers[i].end_us <= now)
+                        controller_drop(&s->controllers[i]);
+        bool load_cur = !controller_find(s, cur);
+        bool load_next = now >= preload_at && !controller_find(s, next);
+        int64_t cur_from = MAX(s->loaded_until_us, lead_start);
+        bool catchup = s->need_catchup;
+        bool dirty = false;
+        for (size_t i = 0; i < N_CONTROLLERS; i++)
+                dirty |= s->controllers[i].plan_dirty;
+        pthread_mutex_unlock(&s->lock);
+
+        if (dirty)
+                replan_dirty_hours(s);
+        if (load_cur)
+                load_hour(s, epoch, generation, cur, cur_from);
+        if (load_next)
+                load_hour(s, epoch, generation, next, next);
+        /* After loading, as the SPEC orders it; catch-up slots are due already and go first. */
+        if (catchup) {
+                int r = catch_up(s, generation, lead_start);
+                pthread_mutex_lock(&s->lock);
+                if (s->lead_epoch == epoch && (r == 0 || r == -ESTALE || r == -EAGAIN)) {
+                        /* Done; or deposed/not leading: nothing more to catch up under it. */
+                        s->need_catchup = false;
+                        if (r == 0)
+                                s->catchups_done++;
+                }
+                pthread_mutex_unlock(&s->lock);
+        }
+
+        pthread_mutex_lock(&s->lock);
+        return MIN(TICK_US, (now < preload_at ? preload_at : next) - now);
+}
+
+static void *master_main(void *arg)
+{
+        struct scheduler *s = arg;
+
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping) {
+                int64_t wait = master_tick(s);
+                if (!s->stopping && !s->changes)
+                        cond_wait_us(s, wait);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zone *zone,
+                            struct sched_pools *pools, const struct sched_ops *ops)
+{
+        struct scheduler *s = calloc(1, sizeof(*s));
+        pthread_condattr_t attr;
+
+        if (!s)
+                return NULL;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cond, &attr);
+        pthread_condattr_destroy(&attr);
+        s->opts = *opts;
+        s->opts.preload_minute = CLAMP(s->opts.preload_minute, 0, 59);
+        s->zone = zone;
+        s->pools = pools;
+        s->ops = *ops;
+        s->changes_tail = &s->changes;
+        return s;
+}
+
+int sched_start(struct scheduler *s)
+{
+        pthread_mutex_lock(&s->lock);
+        if (s->running) {
+                pthread_mutex_unlock(&s->lock);
+                return 0;
+        }
+        s->stopping = false;
+        int r = pthread_create(&s->thread, NULL, master_main, s);
+        if (r == 0)
+                s->running = true;
+        pthread_mutex_unlock(&s->lock);
+        return -r;
+}
+
+void sched_stop(struct scheduler *s)
+{
+        pthread_mutex_lock(&s->lock);
+        bool running = s->running;
+        s->stopping = true;
+        s->running = false;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        if (running)
+                pthread_join(s->thread, NULL);
+}
+
+void sched_free(struct scheduler *s)
+{
+        if (!s)
+                return;
+        sched_stop(s);
+        while (s->changes) {
+                struct change *c = s->changes;
+                s->changes = c->next;
+                change_free(c);
+        }
+        drop_all_controllers(s);
+        free(s->tasks);
+        id_map_clear(&s->map);
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+}
+
+void sched_start_leading(struct scheduler *s, uint64_t generation)
+{
+        pthread_mutex_lock(&s->lock);
+        s->leading = true;
+        __atomic_store_n(&s->generation, generation, __ATOMIC_RELEASE);
+        s->lead_epoch++;
+        s->need_catchup = true;
+        s->catchups_done = 0;
+        s->lead_start_us = clock_wall_us();
+        s->loaded_until_us = s->lead_start_us;
+        drop_all_controllers(s);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+}
+
+void sched_stop_leading(struct scheduler *s)
+{
+        pthread_mutex_lock(&s->lock);
+        s->leading = false;
+        __atomic_store_n(&s->generation, 0, __ATOMIC_RELEASE);
+        s->lead_epoch++;
+        s->need_catchup = false;
+        drop_all_controllers(s);
+        pthread_mutex_unlock(&s->lock);
+        /* Outside our lock: cancelling jobs frees them. */
+        sched_pools_clear(s->pools);
+}
+
+size_t sched_loaded_hours(struct scheduler *s, struct sched_hour_info out[2])
+{
+        size_t n = 0;
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < N_CONTROLLERS && n < 2; i++) {
+                const struct controller *c = &s->controllers[i];
+                if (c->loaded)
+                        out[n++] = (struct sched_hour_info){c->start_us, c->slots, c->loaded_at_us};
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (n == 2 && out[0].hour_us > out[1].hour_us) {
+                struct sched_hour_info t = out[0];
+                out[0] = out[1];
+                out[1] = t;
+        }
+        return n;
+}
+
+ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_planned **ret)
+{
+        struct plan_items pi = {0};
+        int64_t start = sched_hour_start(s->zone, hour_us);
+        int64_t end = sched_next_hour_start(s->zone, start);
+        int r = 0;
+
+        pthread_mutex_lock(&s->lock);
+        struct controller *c = controller_find(s, start);
+        if (c && !c->plan_dirty) {
+                /* The plan kept since the hour was loaded. */
+                pi.n = c->n_plan;
+                pi.items = malloc(MAX(c->n_plan, (size_t)1) * sizeof(*pi.items));
+                if (pi.items && c->n_plan)
+                        memcpy(pi.items, c->plan, c->n_plan * sizeof(*pi.items));
+                pthread_mutex_unlock(&s->lock);
+                if (!pi.items)
+                        return -ENOMEM;
+                *ret = pi.items;
+                return (ssize_t)pi.n;
+        }
+        /* Another hour: plan it from a copy of the current task set. */
+        size_t n_tasks = s->n_tasks;
+        struct sched_task *tasks = malloc(MAX(n_tasks, (size_t)1) * sizeof(*tasks));
+        if (tasks && n_tasks)
+                memcpy(tasks, s->tasks, n_tasks * sizeof(*tasks));
+        pthread_mutex_unlock(&s->lock);
+        if (!tasks)
+                return -ENOMEM;
+        r = collect_hour(s, tasks, n_tasks, start, end, &pi);
+        free(tasks);
+        if (r == 0)
+                r = plan_items(s, &pi, end, NULL, NULL);
+        if (r < 0) {
+                free(pi.items);
+                return r;
+        }
+        if (!pi.items && !(pi.items = malloc(sizeof(*pi.items))))
+                return -ENOMEM;
+        *ret = pi.items;
+        return (ssize_t)pi.n;
+}
+
+unsigned sched_catchups_done(struct scheduler *s)
+{
+        pthread_mutex_lock(&s->lock);
+        unsigned n = s->catchups_done;
+        pthread_mutex_unlock(&s->lock);
+        return n;
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The scheduler: 24 hourly controllers and their master (SPEC 6).
+ *
+ * The controller of an hour holds every slot of every enabled task that falls inside it. While
+ * this replica leads, the master keeps the current hour loaded and, from the preload minute on,
+ * the next one too; an hour is dropped when it ends. Loading an hour puts each of its slots in
+ * its pool's queue (sched/pool.h) as a job due at the slot's instant, and plans each pool's hour
+ * (sched/plan.h) so an overbooked hour is reported before it happens. Executors start the slots;
+ * the slot's work itself (claim in the store, leadership check, the save, the outcome) is the
+ * run_slot operation supplied by the daemon.
+ *
+ * On becoming leader the scheduler catches up: every past slot of the current and the previous
+ * hour that has no run row gets its task's misfire policy (run_once within the starting deadline
+ * runs it now, otherwise it is recorded missed). On losing leadership every controller is
+ * cleared at once and the pools' queues with them.
+ *
+ * Task changes (from the store's notifications or the API) are applied to the loaded hours by
+ * the scheduler's own thread. All functions may be called from any thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sched/cron.h"
+#include "sched/plan.h"
+#include "sched/pool.h"
+#include "sched/tz.h"
+
+#define SCHED_ID_MAX 128
+
+enum sched_action {
+        SCHED_ACTION_BGSAVE,
+        SCHED_ACTION_BGREWRITEAOF,
+};
+
+/* A task as the scheduler needs it. Plain data: copied in, no pointers. */
+struct sched_task {
+        int64_t id;
+        char instance_id[SCHED_ID_MAX];
+        char pool[64];
+        enum sched_action action;
+        struct cron_expr schedule;
+        bool run_once;           /* misfire policy: run_once (true) or skip */
+        int starting_deadline_s; /* run_once only within this many seconds; <= 0: no limit */
+        int64_t created_us;      /* slots before it are never caught up */
+};
+
+/* What run_slot is asked to do. Borrowed for the call. */
+struct sched_slot_run {
+        const struct sched_task *task; /* a snapshot taken when the slot was queued */
+        int64_t slot_us;
+        uint64_t generation; /* leadership generation the slot was queued under */
+        int64_t started_us;  /* when an executor took it (schedule clock) */
+        bool catch_up;       /* queued by the catch-up after a leadership change */
+};
+
+/* A slot that already has a run row (claimed or recorded by any leader). */
+struct sched_slot_key {
+        int64_t task_id;
+        int64_t slot_us;
+};
+
+struct sched_ops {
+        void *userdata;
+        /*
+         * Run one slot on an executor thread, a place of the pool held: claim it (fenced), check
+         * leadership again, save, record the outcome. Required.
+         */
+        void (*run_slot)(const struct sched_slot_run *run, void *userdata);
+        /*
+         * Every slot in [from_us, to_us) that has a run row: *ret (caller frees) and *ret_n.
+         * Returns 0 or a negative errno (the catch-up is then retried). Required.
+         */
+        int (*recorded_slots)(int64_t from_us, int64_t to_us, struct sched_slot_key **ret,
+                              size_t *ret_n, void *userdata);
+        /*
+         * Record a slot that will not run (state missed, with `reason`), fenced by the epoch of
+         * `generation`. Returns 0, -ESTALE when deposed, or another negative errno. Required.
+         */
+        int (*record_missed)(const struct sched_task *task, int64_t slot_us, const char *reason,
+                             uint64_t generation, void *userdata);
+        /*
+         * The expected duration of a save on `instance_id`, for planning; 0 unknown. Optional.
+         * Called on the scheduler's thread (and on API threads from sched_plan_hour()), possibly
+         * with the scheduler's mutex held: it must be quick (a cached value) and must not call
+         * the scheduler.
+         */
+        int64_t (*estimate_us)(const char *instance_id, void *userdata);
+        /* The limit of `pool`, for planning. Optional: without it the pool set's limit is used
+         * (1 for a pool that has no executors yet). Same rules as estimate_us. */
+        int (*pool_limit)(const char *pool, void *userdata);
+        /* A pool's plan of the hour starting at `hour_us` ends `overrun_us` past its end, more
+         * than the configured delay allows. Optional (events, metrics). */
+        void (*plan_overrun)(const char *pool, int64_t hour_us, int64_t overrun_us, void *userdata);
+};
+
+struct sched_options {
+        int preload_minute;        /* schedule.preload_minute */
+        int64_t max_plan_delay_us; /* schedule.max_plan_delay_s */
+};
+
+struct scheduler;
+
+/*
+ * A stopped scheduler. `zone`, `pools` and `ops` are borrowed and must outlive it. NULL on OOM.
+ */
+struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zone *zone,
+                            struct sched_pools *pools, const struct sched_ops *ops);
+/* Stops the thread if running and frees. */
+void sched_free(struct scheduler *s);
+
+/* Start / stop the master's thread. 0 or a negative errno. */
+int sched_start(struct scheduler *s);
+void sched_stop(struct scheduler *s);
+
+/*
+ * Leadership. sched_start_leading() must follow sched_pools_set_generation(pools, generation):
+ * the master loads hours and catches up under it. sched_stop_leading() drops every hour and
+ * clears the pools at once; it returns without waiting for running saves.
+ */
+void sched_start_leading(struct scheduler *s, uint64_t generation);
+void sched_stop_leading(struct scheduler *s);
+
+/*
+ * The task set. sched_set_tasks() replaces it (initial load and full resyncs; `tasks` borrowed);
+ * sched_task_upsert() adds or changes one; sched_task_remove() removes one (deleted or
+ * disabled). Changes reach loaded hours on the scheduler's thread within a tick.
+ */
+int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t n);
+int sched_task_upsert(struct scheduler *s, const struct sched_task *task);
+int sched_task_remove(struct scheduler *s, int64_t task_id);
+
+/* The start of the hour (in the schedule zone) that contains `t_us`. */
+int64_t sched_hour_start(const struct tz_zone *zone, int64_t t_us);
+/* The start of the hour after the one starting at `hour_us`. */
+int64_t sched_next_hour_start(const struct tz_zone *zone, int64_t hour_us);
+
+struct sched_hour_info {
+        int64_t hour_us;
+        size_t slots;
+        int64_t loaded_at_us;
+};
+
+/* The loaded hours (at most 2), oldest first; returns how many were written. */
+size_t sched_loaded_hours(struct scheduler *s, struct sched_hour_info out[2]);
+
+/* A planned slot, for the API. */
+struct sched_planned {
+        int64_t task_id;
+        char instance_id[SCHED_ID_MAX];
+        char pool[64];
+        struct plan_slot plan;
+};
+
+/*
+ * The plan of the hour containing `hour_us` from the current task set: every slot with its
+ * expected start and end, per pool in slot order (pools in name order). *ret is caller-frees.
+ * Returns the number of slots or a negative errno.
+ */
+ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_planned **ret);
+
+/* For tests: how many catch-up passes have completed since leadership began. */
+unsigned sched_catchups_done(struct scheduler *s);
