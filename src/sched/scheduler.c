@@ -400,6 +400,59 @@ static int pool_limit(struct scheduler *s, const char *pool, const struct sched_
         return 1;
 }
 
+static int end_desc_cmp(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+        return x > y ? -1 : x < y;
+}
+
+/*
+ * When each of the `limit` places of `pool` frees, according to the previous hour's plan: its
+ * saves still running after `start_us` hold places (the latest ends, at most `limit` of them).
+ * NULL (all free) when nothing spills over, or on OOM (the plan is then a little optimistic).
+ */
+static int64_t *busy_places(const struct plan_items *prev, const char *pool, int64_t start_us,
+                            int limit)
+{
+        size_t n = 0;
+        if (!prev)
+                return NULL;
+        for (size_t i = 0; i < prev->n; i++)
+                n += prev->items[i].plan.end_us > start_us && streq(prev->items[i].pool, pool);
+        if (n == 0)
+                return NULL;
+        int64_t *ends = malloc(MAX(n, (size_t)limit) * sizeof(*ends));
+        if (!ends)
+                return NULL;
+        n = 0;
+        for (size_t i = 0; i < prev->n; i++)
+                if (prev->items[i].plan.end_us > start_us && streq(prev->items[i].pool, pool))
+                        ends[n++] = prev->items[i].plan.end_us;
+        qsort(ends, n, sizeof(*ends), end_desc_cmp);
+        for (size_t i = n; i < (size_t)limit; i++)
+                ends[i] = INT64_MIN;
+        return ends;
+}
+
+/* A copy of the plan of the loaded hour that ends at `start_us`, if any. Lock not held. */
+static void previous_plan(struct scheduler *s, int64_t start_us, struct plan_items *ret)
+{
+        *ret = (struct plan_items){0};
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < N_CONTROLLERS; i++) {
+                const struct controller *c = &s->controllers[i];
+                if (!c->loaded || c->end_us != start_us || c->n_plan == 0)
+                        continue;
+                ret->items = malloc(c->n_plan * sizeof(*ret->items));
+                if (ret->items) {
+                        memcpy(ret->items, c->plan, c->n_plan * sizeof(*ret->items));
+                        ret->n = ret->alloc = c->n_plan;
+                }
+                break;
+        }
+        pthread_mutex_unlock(&s->lock);
+}
+
 /* An overrun found while planning: the pool and by how much its plan ends past the hour. */
 struct overrun {
         char pool[64];
@@ -407,13 +460,15 @@ struct overrun {
 };
 
 /*
- * Plan the items of the hour ending at `end_us`: sort them by pool, slot time and task, give
- * each its expected start and end with the pool's limit (plan_pool, the executors' rule), and
+ * Plan the items of the hour [start_us, end_us): sort them by pool, slot time and task, give
+ * each its expected start and end with the pool's limit (plan_pool, the executors' rule) and
+ * the places still held by the previous hour's plan (`prev`, may be empty), and
  * collect the pools whose plan ends more than the allowed delay after the hour (*ret_overruns,
  * caller frees; may be NULL). Any thread; no lock needed.
  */
-static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t end_us,
-                      struct overrun **ret_overruns, size_t *ret_n_overruns)
+static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t start_us, int64_t end_us,
+                      const struct plan_items *prev, struct overrun **ret_overruns,
+                      size_t *ret_n_overruns)
 {
         struct sched_pool_stats *stats = NULL;
         struct overrun *over = NULL;
@@ -434,7 +489,10 @@ static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t end_us
                 }
                 for (size_t k = i; k < j; k++)
                         tmp[k - i] = pi->items[k].plan;
-                r = plan_pool(tmp, j - i, pool_limit(s, pi->items[i].pool, stats, n_stats), NULL);
+                int limit = pool_limit(s, pi->items[i].pool, stats, n_stats);
+                int64_t *busy = busy_places(prev, pi->items[i].pool, start_us, limit);
+                r = plan_pool(tmp, j - i, limit, busy);
+                free(busy);
                 /* plan_pool sorts by (slot, seq = task id): the same order as ours. */
                 for (size_t k = i; k < j && r == 0; k++)
                         pi->items[k].plan = tmp[k - i];
@@ -544,8 +602,12 @@ static int load_hour(struct scheduler *s, uint64_t epoch, uint64_t generation, i
                 r = visit_task_slots(s, &s->tasks[i], start_us, end_us, load_visit, &lc);
         if (r == 0)
                 r = lc.error;
-        if (r == 0)
-                r = plan_items(s, &lc.items, end_us, &over, &n_over);
+        if (r == 0) {
+                struct plan_items prev;
+                previous_plan(s, start_us, &prev);
+                r = plan_items(s, &lc.items, start_us, end_us, &prev, &over, &n_over);
+                free(prev.items);
+        }
         if (r < 0) {
                 /* Withdraw what was queued so the retry does not queue it twice. */
                 for (size_t i = 0; i < s->n_tasks; i++)
@@ -606,8 +668,12 @@ static void replan_dirty_hours(struct scheduler *s)
                 struct overrun *over = NULL;
                 size_t n_over = 0;
                 int r = collect_hour(s, s->tasks, s->n_tasks, start, end, &pi);
-                if (r == 0)
-                        r = plan_items(s, &pi, end, &over, &n_over);
+                if (r == 0) {
+                        struct plan_items prev;
+                        previous_plan(s, start, &prev);
+                        r = plan_items(s, &pi, start, end, &prev, &over, &n_over);
+                        free(prev.items);
+                }
                 if (r < 0) {
                         free(pi.items);
                         log_warn("failed to plan the hour again after a task change: %s",
@@ -1157,8 +1223,12 @@ ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_plann
                 return -ENOMEM;
         r = collect_hour(s, tasks, n_tasks, start, end, &pi);
         free(tasks);
-        if (r == 0)
-                r = plan_items(s, &pi, end, NULL, NULL);
+        if (r == 0) {
+                struct plan_items prev;
+                previous_plan(s, start, &prev);
+                r = plan_items(s, &pi, start, end, &prev, NULL, NULL);
+                free(prev.items);
+        }
         if (r < 0) {
                 free(pi.items);
                 return r;

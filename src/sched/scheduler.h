@@ -16,7 +16,12 @@
  * cleared at once and the pools' queues with them.
  *
  * Task changes (from the store's notifications or the API) are applied to the loaded hours by
- * the scheduler's own thread. All functions may be called from any thread.
+ * the scheduler's own thread. All functions may be called from any thread; none of them waits for
+ * the store (the thread calls the store's operations without holding the scheduler's mutex).
+ *
+ * Time is the schedule clock, clock_wall_us() (core/clock.h), the clock the pools' executors
+ * start due jobs by; tests set it with clock_wall_start_at(). docs/scheduler.md has the state
+ * machine, the DST rules and the catch-up rules.
  */
 #pragma once
 
@@ -37,7 +42,7 @@ enum sched_action {
         SCHED_ACTION_BGREWRITEAOF,
 };
 
-/* A task as the scheduler needs it. Plain data: copied in, no pointers. */
+/* A task as the scheduler needs it. Plain data: copied in, no pointers. Ids are > 0. */
 struct sched_task {
         int64_t id;
         char instance_id[SCHED_ID_MAX];
@@ -64,22 +69,26 @@ struct sched_slot_key {
         int64_t slot_us;
 };
 
+/* The daemon's side. Every callback gets `userdata`; pointers passed in are borrowed. */
 struct sched_ops {
         void *userdata;
         /*
          * Run one slot on an executor thread, a place of the pool held: claim it (fenced), check
-         * leadership again, save, record the outcome. Required.
+         * leadership again, save, record the outcome. Not called for a slot queued under a
+         * leadership that has ended. Required.
          */
         void (*run_slot)(const struct sched_slot_run *run, void *userdata);
         /*
-         * Every slot in [from_us, to_us) that has a run row: *ret (caller frees) and *ret_n.
-         * Returns 0 or a negative errno (the catch-up is then retried). Required.
+         * Every slot in [from_us, to_us) that has a run row: *ret (malloc'ed, the scheduler
+         * frees it) and *ret_n. Returns 0 or a negative errno (the catch-up is then retried).
+         * Called on the scheduler's thread. Required.
          */
         int (*recorded_slots)(int64_t from_us, int64_t to_us, struct sched_slot_key **ret,
                               size_t *ret_n, void *userdata);
         /*
          * Record a slot that will not run (state missed, with `reason`), fenced by the epoch of
-         * `generation`. Returns 0, -ESTALE when deposed, or another negative errno. Required.
+         * `generation`. Returns 0, -ESTALE when deposed (the catch-up ends), or another negative
+         * errno (it is retried). Called on the scheduler's thread. Required.
          */
         int (*record_missed)(const struct sched_task *task, int64_t slot_us, const char *reason,
                              uint64_t generation, void *userdata);
@@ -94,12 +103,13 @@ struct sched_ops {
          * (1 for a pool that has no executors yet). Same rules as estimate_us. */
         int (*pool_limit)(const char *pool, void *userdata);
         /* A pool's plan of the hour starting at `hour_us` ends `overrun_us` past its end, more
-         * than the configured delay allows. Optional (events, metrics). */
+         * than the configured delay allows; once per loaded hour and pool. Called on the
+         * scheduler's thread without its mutex. Optional (events, metrics). */
         void (*plan_overrun)(const char *pool, int64_t hour_us, int64_t overrun_us, void *userdata);
 };
 
 struct sched_options {
-        int preload_minute;        /* schedule.preload_minute */
+        int preload_minute;        /* schedule.preload_minute, 0-59 */
         int64_t max_plan_delay_us; /* schedule.max_plan_delay_s */
 };
 
@@ -110,33 +120,38 @@ struct scheduler;
  */
 struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zone *zone,
                             struct sched_pools *pools, const struct sched_ops *ops);
-/* Stops the thread if running and frees. */
+/* Stops the thread if running and frees; NULL is a no-op. Call sched_stop_leading() first. */
 void sched_free(struct scheduler *s);
 
-/* Start / stop the master's thread. 0 or a negative errno. */
+/* Start / stop (and join) the master's thread. sched_start returns 0 or a negative errno. */
 int sched_start(struct scheduler *s);
 void sched_stop(struct scheduler *s);
 
 /*
- * Leadership. sched_start_leading() must follow sched_pools_set_generation(pools, generation):
- * the master loads hours and catches up under it. sched_stop_leading() drops every hour and
- * clears the pools at once; it returns without waiting for running saves.
+ * Leadership. sched_start_leading() must follow sched_pools_set_generation(pools, generation)
+ * (non-zero): the thread then loads the current hour (and the next one from the preload minute
+ * on) and catches up under it. sched_stop_leading() drops every hour and clears the pools at
+ * once (queued jobs cancelled); it returns without waiting for running saves or for the thread.
  */
 void sched_start_leading(struct scheduler *s, uint64_t generation);
 void sched_stop_leading(struct scheduler *s);
 
 /*
- * The task set. sched_set_tasks() replaces it (initial load and full resyncs; `tasks` borrowed);
- * sched_task_upsert() adds or changes one; sched_task_remove() removes one (deleted or
- * disabled). Changes reach loaded hours on the scheduler's thread within a tick.
+ * The task set. sched_set_tasks() replaces it (initial load and full resyncs; `tasks` borrowed,
+ * copied); sched_task_upsert() adds or changes one (`task` borrowed, copied);
+ * sched_task_remove() removes one (deleted or disabled). Changes are queued and applied in
+ * order by the scheduler's thread, which is woken at once (at worst within its 1 s tick).
+ * Returns 0, -EINVAL for an id <= 0, -ENOMEM.
  */
 int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t n);
 int sched_task_upsert(struct scheduler *s, const struct sched_task *task);
 int sched_task_remove(struct scheduler *s, int64_t task_id);
 
-/* The start of the hour (in the schedule zone) that contains `t_us`. */
+/*
+ * The start of the hour (a local hour of `zone`, split where its offset changes) that contains
+ * `t_us`; the start of the hour after the one starting at `hour_us`. `zone` NULL is UTC. Pure.
+ */
 int64_t sched_hour_start(const struct tz_zone *zone, int64_t t_us);
-/* The start of the hour after the one starting at `hour_us`. */
 int64_t sched_next_hour_start(const struct tz_zone *zone, int64_t hour_us);
 
 struct sched_hour_info {
@@ -157,8 +172,10 @@ struct sched_planned {
 };
 
 /*
- * The plan of the hour containing `hour_us` from the current task set: every slot with its
- * expected start and end, per pool in slot order (pools in name order). *ret is caller-frees.
+ * The plan of the hour containing `hour_us`: every slot with its expected start and end, per
+ * pool in slot order (pools in name order). A loaded hour answers with the plan its controller
+ * keeps (re-planned after task changes); another hour is planned from the current task set,
+ * after the loaded hour before it if there is one. *ret is caller-frees (also when 0 slots).
  * Returns the number of slots or a negative errno.
  */
 ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_planned **ret);

@@ -552,11 +552,12 @@ static void test_overbooked_hour_reported(void **state)
         static struct fixture f;
         fixture_start(&f, "UTC", "2026-11-21T10:50:00Z");
         fake.estimate_us = 10 * 60 * USEC_PER_SEC; /* ten minutes per save */
-        struct sched_task t[11];
+        struct sched_task t[12];
         for (int i = 0; i < 10; i++)
                 t[i] = make_task(i + 1, "0 11 * * *", "ssd"); /* all at 11:00 */
         t[10] = make_task(11, "0 11 * * *", "hdd");           /* alone in its pool: fits */
-        assert_int_equal(sched_set_tasks(f.s, t, 11), 0);
+        t[11] = make_task(12, "0 12 * * *", "ssd");           /* after the overbooked hour */
+        assert_int_equal(sched_set_tasks(f.s, t, 12), 0);
         fixture_lead(&f, 1);
         wait_catchup(&f);
         struct sched_hour_info hours[2];
@@ -586,7 +587,14 @@ static void test_overbooked_hour_reported(void **state)
         n = sched_plan_hour(f.s, at("2026-11-22T11:30:00Z"), &plan);
         assert_int_equal(n, 11);
         free(plan);
-        n = sched_plan_hour(f.s, at("2026-11-22T12:30:00Z"), &plan);
+        /* 12:00 follows the loaded 11:00, whose saves hold the pool until 12:40. */
+        n = sched_plan_hour(f.s, at("2026-11-21T12:30:00Z"), &plan);
+        assert_int_equal(n, 1);
+        assert_int_equal(plan[0].task_id, 12);
+        assert_int_equal(plan[0].plan.slot_us, at("2026-11-21T12:00:00Z"));
+        assert_int_equal(plan[0].plan.start_us, at("2026-11-21T12:40:00Z"));
+        free(plan);
+        n = sched_plan_hour(f.s, at("2026-11-21T13:30:00Z"), &plan);
         assert_int_equal(n, 0);
         free(plan);
         fixture_stop(&f);
