@@ -148,7 +148,7 @@ static int parse_element(struct parser *p, const char *s, size_t len, uint64_t *
         const struct field_def *d = p->def;
         const char *slash = memchr(s, '/', len);
         size_t base_len = slash ? (size_t)(slash - s) : len;
-        int lo, hi, step = 1, r;
+        int lo = 0, hi = 0, step = 1, r;
 
         if (len == 0)
                 return perr(p, s, 0, "is an empty element of a list");
@@ -420,12 +420,12 @@ static int walk_local(const struct cron_expr *e, int64_t l1, int64_t l2, local_v
                 int64_t base = day * DAY_S;
                 int h = next_bit(e->hours, base < l1 ? (int)((l1 - base) / 3600) : 0);
                 for (; h >= 0; h = next_bit(e->hours, h + 1)) {
-                        int64_t hb = base + h * 3600;
+                        int64_t hb = base + (int64_t)h * 3600;
                         if (hb >= l2)
                                 return 0;
                         int mi = next_bit(e->minutes, hb < l1 ? (int)((l1 - hb) / 60) : 0);
                         for (; mi >= 0; mi = next_bit(e->minutes, mi + 1)) {
-                                int64_t mb = hb + mi * 60;
+                                int64_t mb = hb + (int64_t)mi * 60;
                                 if (mb >= l2)
                                         return 0;
                                 int s = next_bit(e->seconds, mb < l1 ? (int)(l1 - mb) : 0);

@@ -201,7 +201,7 @@ int64_t sched_hour_start(const struct tz_zone *zone, int64_t t_us)
         struct tz_transition tr;
         int64_t secs = t_us / USEC_PER_SEC - (t_us % USEC_PER_SEC < 0);
         tz_to_local(zone, secs * USEC_PER_SEC, &l);
-        int64_t start = secs - l.minute * 60 - l.second;
+        int64_t start = secs - (int64_t)l.minute * 60 - l.second;
         if (tz_prev_transition(zone, secs, &tr) && tr.at > start)
                 start = tr.at;
         return start * USEC_PER_SEC;
@@ -213,7 +213,7 @@ int64_t sched_next_hour_start(const struct tz_zone *zone, int64_t hour_us)
         struct tz_transition tr;
         int64_t secs = hour_us / USEC_PER_SEC - (hour_us % USEC_PER_SEC < 0);
         tz_to_local(zone, secs * USEC_PER_SEC, &l);
-        int64_t end = secs + 3600 - l.minute * 60 - l.second;
+        int64_t end = secs + 3600 - (int64_t)l.minute * 60 - l.second;
         if (tz_next_transition(zone, secs, &tr) && tr.at < end)
                 end = tr.at;
         return end * USEC_PER_SEC;
@@ -873,7 +873,7 @@ static void apply_one(struct scheduler *s, bool remove, int64_t task_id,
         size_t idx;
         bool had = id_map_get(&s->map, task_id, &idx);
 
-        if (!remove && had && task_equal(&s->tasks[idx], task))
+        if (!remove && (!task || (had && task_equal(&s->tasks[idx], task))))
                 return;
         if (s->leading && had) {
                 const struct sched_task *old = &s->tasks[idx];

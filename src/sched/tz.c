@@ -467,11 +467,11 @@ int tz_from_local(const struct tz_zone *z, int year, int month, int day, int hou
         if (month < 1 || month > 12 || day < 1 || day > tz_days_in_month(year, month) || hour < 0 ||
             hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59)
                 return -EINVAL;
-        int64_t local =
-            tz_days_from_civil(year, month, day) * DAY_S + hour * 3600 + minute * 60 + second;
+        int64_t local = tz_days_from_civil(year, month, day) * DAY_S + (int64_t)hour * 3600 +
+                        (int64_t)minute * 60 + second;
 
         /* Every offset in effect within a day and a bit of it is a candidate. */
-        int32_t cand[16];
+        int32_t cand[16] = {0};
         size_t n_cand = 0;
         for (int64_t d = -30 * 3600; d <= 30 * 3600; d += 3 * 3600) {
                 int32_t o = tz_offset_at(z, local + d);
