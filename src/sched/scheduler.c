@@ -19,18 +19,32 @@
 
 #define LOG_MODULE "sched"
 
-#define HOUR_US       (3600 * USEC_PER_SEC)
-#define TICK_US       (1 * USEC_PER_SEC)
-#define N_CONTROLLERS 24
+#define HOUR_US (3600 * USEC_PER_SEC)
+#define TICK_US (1 * USEC_PER_SEC)
+/*
+ * A loaded hour keeps its slots and hands them to the pools' queues this long before they are
+ * due, so queues stay short (seconds of work, not two hours of it) while every slot is queued
+ * well before its time: the master ticks at least every TICK_US.
+ */
+#define RELEASE_AHEAD_US (5 * USEC_PER_SEC)
+#define N_CONTROLLERS    24
 /* Scheduled slots' jobs are tagged so withdrawing them never touches another owner's jobs. */
 #define SLOT_OWNER_TAG (UINT64_C(1) << 62)
 
-/* An hourly controller: one loaded hour, its slots (queued in the pools) and its plan. */
+/* A slot of a loaded hour that has not been handed to its pool yet. */
+struct pending_slot {
+        int64_t slot_us;
+        int64_t task_id;
+};
+
+/* An hourly controller: one loaded hour, its slots and its plan. */
 struct controller {
         bool loaded;
         int64_t start_us, end_us;
         int64_t loaded_at_us;
         size_t slots;
+        struct pending_slot *pending; /* time order; [next_pending, n_pending) still to queue */
+        size_t n_pending, next_pending;
         struct sched_planned *plan; /* pool, then slot order */
         size_t n_plan;
         bool plan_dirty;       /* a task changed: plan again */
@@ -82,8 +96,8 @@ struct scheduler {
         uint64_t generation; /* atomic reads from executors; 0 when not leading */
         uint64_t lead_epoch; /* bumped by every leadership change */
         bool need_catchup;
-        int64_t lead_start_us;   /* slots before it belong to the catch-up */
-        int64_t loaded_until_us; /* every slot before it has been queued or caught up */
+        int64_t lead_start_us;     /* slots before it belong to the catch-up */
+        int64_t released_until_us; /* every slot before it was queued (or is the catch-up's) */
         unsigned catchups_done;
         struct controller controllers[N_CONTROLLERS];
 };
@@ -250,6 +264,7 @@ static struct controller *controller_for(struct scheduler *s, int64_t start_us)
 static void controller_drop(struct controller *c)
 {
         free(c->plan);
+        free(c->pending);
         *c = (struct controller){0};
 }
 
@@ -558,62 +573,82 @@ static int collect_hour(struct scheduler *s, const struct sched_task *tasks, siz
 
 /* ---- loading an hour (master thread, lock not held) -------------------------------------- */
 
-struct load_ctx {
-        struct plan_items items;
-        size_t queued;
-        int64_t from_us;
-        uint64_t generation;
-        int error;
-};
-
-static int load_visit(struct scheduler *s, const struct sched_task *t, int64_t slot_us, void *u)
+static int pending_cmp(const void *a, const void *b)
 {
-        struct load_ctx *lc = u;
-        int r = plan_items_add(s, &lc->items, t, slot_us);
-        if (r < 0)
-                return r;
-        if (slot_us < lc->from_us)
-                return 0; /* planned, but past: the catch-up's (or nobody's) */
-        r = submit_slot(s, t, slot_us, lc->generation, false);
-        if (r == 0)
-                lc->queued++;
-        else if (r != -EAGAIN)
-                lc->error = r;
+        const struct pending_slot *x = a, *y = b;
+        if (x->slot_us != y->slot_us)
+                return x->slot_us < y->slot_us ? -1 : 1;
+        return x->task_id < y->task_id ? -1 : x->task_id > y->task_id;
+}
+
+/* The planned slots at or after `from_us`, in time order (*ret caller-frees; NULL when none). */
+static int pending_from_items(const struct plan_items *pi, int64_t from_us,
+                              struct pending_slot **ret, size_t *ret_n)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < pi->n; i++)
+                n += pi->items[i].plan.slot_us >= from_us;
+        *ret = NULL;
+        *ret_n = 0;
+        if (n == 0)
+                return 0;
+        struct pending_slot *p = malloc(n * sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        n = 0;
+        for (size_t i = 0; i < pi->n; i++)
+                if (pi->items[i].plan.slot_us >= from_us)
+                        p[n++] =
+                            (struct pending_slot){pi->items[i].plan.slot_us, pi->items[i].task_id};
+        qsort(p, n, sizeof(*p), pending_cmp);
+        *ret = p;
+        *ret_n = n;
         return 0;
 }
 
+/* Every slot of [start, end) from the current task set, planned (master thread, no lock). */
+static int plan_hour_now(struct scheduler *s, int64_t start_us, int64_t end_us,
+                         struct plan_items *pi, struct overrun **over, size_t *n_over)
+{
+        *pi = (struct plan_items){0};
+        int r = collect_hour(s, s->tasks, s->n_tasks, start_us, end_us, pi);
+        if (r == 0) {
+                struct plan_items prev;
+                previous_plan(s, start_us, &prev);
+                r = plan_items(s, pi, start_us, end_us, &prev, over, n_over);
+                free(prev.items);
+        }
+        if (r < 0) {
+                free(pi->items);
+                *pi = (struct plan_items){0};
+        }
+        return r;
+}
+
 /*
- * Load the hour starting at `start_us` under leadership `epoch`: queue its slots from
- * `from_us` on, plan every pool's whole hour, install the controller and report overruns.
- * Returns 0, or a negative errno (the hour is then loaded again on the next tick).
+ * Load the hour starting at `start_us` under leadership `epoch`: plan every pool's whole hour,
+ * keep its slots from `from_us` on for release_due(), install the controller and report
+ * overruns. Returns 0, or a negative errno (the hour is then loaded again on the next tick).
  */
-static int load_hour(struct scheduler *s, uint64_t epoch, uint64_t generation, int64_t start_us,
-                     int64_t from_us)
+static int load_hour(struct scheduler *s, uint64_t epoch, int64_t start_us, int64_t from_us)
 {
         int64_t end_us = sched_next_hour_start(s->zone, start_us);
-        struct load_ctx lc = {.from_us = MAX(from_us, start_us), .generation = generation};
+        struct plan_items pi;
+        struct pending_slot *pending = NULL;
+        size_t n_pending = 0;
         struct overrun *over = NULL;
         size_t n_over = 0;
         int64_t t0 = clock_mono_us();
         char when[CLOCK_RFC3339_MAX];
-        int r = 0;
 
-        for (size_t i = 0; i < s->n_tasks && r == 0; i++)
-                r = visit_task_slots(s, &s->tasks[i], start_us, end_us, load_visit, &lc);
+        /* released_until_us is written by this thread only. */
+        from_us = MAX(MAX(from_us, start_us), s->released_until_us);
+        int r = plan_hour_now(s, start_us, end_us, &pi, &over, &n_over);
         if (r == 0)
-                r = lc.error;
-        if (r == 0) {
-                struct plan_items prev;
-                previous_plan(s, start_us, &prev);
-                r = plan_items(s, &lc.items, start_us, end_us, &prev, &over, &n_over);
-                free(prev.items);
-        }
+                r = pending_from_items(&pi, from_us, &pending, &n_pending);
         if (r < 0) {
-                /* Withdraw what was queued so the retry does not queue it twice. */
-                for (size_t i = 0; i < s->n_tasks; i++)
-                        sched_pools_withdraw(s->pools, s->tasks[i].pool,
-                                             SLOT_OWNER_TAG | (uint64_t)s->tasks[i].id, lc.from_us);
-                free(lc.items.items);
+                free(pi.items);
+                free(over);
                 log_error("hour %s: failed to load: %s; retrying",
                           clock_format_rfc3339(start_us, 0, when), strerror(-r));
                 return r;
@@ -622,79 +657,120 @@ static int load_hour(struct scheduler *s, uint64_t epoch, uint64_t generation, i
         pthread_mutex_lock(&s->lock);
         bool current = s->leading && s->lead_epoch == epoch;
         struct controller *c = current ? controller_for(s, start_us) : NULL;
+        size_t planned = pi.n;
         if (c) {
                 *c = (struct controller){
                     .loaded = true,
                     .start_us = start_us,
                     .end_us = end_us,
                     .loaded_at_us = clock_wall_us(),
-                    .slots = lc.items.n,
-                    .plan = lc.items.items,
-                    .n_plan = lc.items.n,
+                    .slots = pi.n,
+                    .pending = TAKE_PTR(pending),
+                    .n_pending = n_pending,
+                    .plan = TAKE_PTR(pi.items),
+                    .n_plan = pi.n,
                     .overrun_reported = n_over > 0,
                 };
-                lc.items.items = NULL;
-                s->loaded_until_us = MAX(s->loaded_until_us, end_us);
         }
         pthread_mutex_unlock(&s->lock);
-        size_t planned = lc.items.n;
-        free(lc.items.items);
+        free(pi.items);
+        free(pending);
         if (!c) {
                 free(over);
-                return 0; /* leadership changed meanwhile: what was queued will not run */
+                return 0; /* leadership changed meanwhile */
         }
-        log_info("hour %s loaded: %zu slots planned, %zu queued (%lld ms)",
-                 clock_format_rfc3339(start_us, 0, when), planned, lc.queued,
+        log_info("hour %s loaded: %zu slots planned, %zu to queue (%lld ms)",
+                 clock_format_rfc3339(start_us, 0, when), planned, n_pending,
                  (long long)((clock_mono_us() - t0) / 1000));
         report_overruns(s, start_us, over, n_over);
         free(over);
         return 0;
 }
 
-/* Plan the loaded hours again after task changes (master thread, lock not held). */
-static void replan_dirty_hours(struct scheduler *s)
+/*
+ * After task changes, compute the loaded hours' slots still to queue and their plans again
+ * from the task set (master thread, lock not held). Runs before release_due() in the same tick,
+ * so no slot of a changed or removed task's old definition is queued.
+ */
+static void rebuild_dirty_hours(struct scheduler *s)
 {
         for (size_t i = 0; i < N_CONTROLLERS; i++) {
                 pthread_mutex_lock(&s->lock);
                 struct controller *c = &s->controllers[i];
                 bool dirty = c->loaded && c->plan_dirty;
                 int64_t start = c->start_us, end = c->end_us;
+                int64_t from = MAX(MAX(start, s->released_until_us), s->lead_start_us);
                 c->plan_dirty = false;
                 pthread_mutex_unlock(&s->lock);
                 if (!dirty)
                         continue;
 
-                struct plan_items pi = {0};
+                struct plan_items pi;
+                struct pending_slot *pending = NULL;
+                size_t n_pending = 0;
                 struct overrun *over = NULL;
                 size_t n_over = 0;
-                int r = collect_hour(s, s->tasks, s->n_tasks, start, end, &pi);
-                if (r == 0) {
-                        struct plan_items prev;
-                        previous_plan(s, start, &prev);
-                        r = plan_items(s, &pi, start, end, &prev, &over, &n_over);
-                        free(prev.items);
-                }
-                if (r < 0) {
-                        free(pi.items);
-                        log_warn("failed to plan the hour again after a task change: %s",
-                                 strerror(-r));
-                        continue;
-                }
+                int r = plan_hour_now(s, start, end, &pi, &over, &n_over);
+                if (r == 0)
+                        r = pending_from_items(&pi, from, &pending, &n_pending);
                 bool report = false;
                 pthread_mutex_lock(&s->lock);
-                if (c->loaded && c->start_us == start) {
+                if (r < 0) {
+                        /* Keep the old slots out of the queues: retry on the next tick. */
+                        c->plan_dirty = c->loaded && c->start_us == start;
+                        c->next_pending = c->n_pending;
+                } else if (c->loaded && c->start_us == start) {
                         free(c->plan);
                         c->plan = TAKE_PTR(pi.items);
                         c->n_plan = c->slots = pi.n;
+                        free(c->pending);
+                        c->pending = TAKE_PTR(pending);
+                        c->n_pending = n_pending;
+                        c->next_pending = 0;
                         report = n_over > 0 && !c->overrun_reported;
                         c->overrun_reported |= n_over > 0;
                 }
                 pthread_mutex_unlock(&s->lock);
+                if (r < 0)
+                        log_error("failed to apply task changes to a loaded hour: %s; retrying",
+                                  strerror(-r));
                 free(pi.items);
+                free(pending);
                 if (report)
                         report_overruns(s, start, over, n_over);
                 free(over);
         }
+}
+
+/*
+ * Hand every kept slot due before now + RELEASE_AHEAD_US to its pool, with a snapshot of its
+ * task as it is now. Lock held (master thread).
+ */
+static void release_due(struct scheduler *s, int64_t now)
+{
+        int64_t horizon = now + RELEASE_AHEAD_US;
+        size_t failed = 0;
+
+        for (size_t i = 0; i < N_CONTROLLERS; i++) {
+                struct controller *c = &s->controllers[i];
+                if (!c->loaded)
+                        continue;
+                while (c->next_pending < c->n_pending &&
+                       c->pending[c->next_pending].slot_us < horizon) {
+                        const struct pending_slot *p = &c->pending[c->next_pending++];
+                        size_t idx;
+                        if (!id_map_get(&s->map, p->task_id, &idx))
+                                continue;
+                        int r = submit_slot(s, &s->tasks[idx], p->slot_us, s->generation, false);
+                        if (r < 0 && r != -EAGAIN)
+                                failed++;
+                }
+        }
+        s->released_until_us = MAX(s->released_until_us, horizon);
+        if (failed)
+                log_error("%zu slots could not be queued: out of memory; the next leader's "
+                          "catch-up will find them",
+                          failed);
 }
 
 /* ---- catch-up (master thread, lock not held) --------------------------------------------- */
@@ -853,6 +929,24 @@ static int requeue_visit(struct scheduler *s, const struct sched_task *t, int64_
         return r == -EAGAIN ? 0 : r;
 }
 
+/*
+ * Queue the slots of `task` (its new definition) that fall in the window already handed to the
+ * pools, [now, released_until); the later ones are kept by the hours' controllers, rebuilt
+ * before the next release. Lock held.
+ */
+static void requeue_released(struct scheduler *s, const struct sched_task *task, int64_t now)
+{
+        if (!s->leading || s->released_until_us <= now)
+                return;
+        struct requeue_ctx rc = {.generation = s->generation};
+        int64_t from = MAX(now, s->lead_start_us);
+        int r = visit_task_slots(s, task, from, s->released_until_us, requeue_visit, &rc);
+        if (r < 0)
+                log_error("task %lld: failed to queue its new slots: %s", (long long)task->id,
+                          strerror(-r));
+        log_debug("task %lld changed: %zu slots queued at once", (long long)task->id, rc.queued);
+}
+
 static void mark_plans_dirty(struct scheduler *s)
 {
         for (size_t i = 0; i < N_CONTROLLERS; i++)
@@ -862,10 +956,10 @@ static void mark_plans_dirty(struct scheduler *s)
 
 /*
  * Apply one upsert or removal to the loaded hours: withdraw the task's queued slots (all of
- * them, late ones included, when it is removed; from now on when it changed), then queue the
- * new definition's slots from now to the end of the loaded hours. A slot due at the very
- * instant of the change may be offered twice; the claim (UNIQUE per slot) makes the second one
- * a no-op. Lock held.
+ * them, late ones included, when it is removed; from now on when it changed), queue the new
+ * definition's slots of the window already released, and mark the loaded hours for a rebuild
+ * of the slots they keep. A slot due at the very instant of the change may be offered twice;
+ * the claim (UNIQUE per slot) makes the second one a no-op. Lock held.
  */
 static void apply_one(struct scheduler *s, bool remove, int64_t task_id,
                       const struct sched_task *task, int64_t now)
@@ -891,16 +985,7 @@ static void apply_one(struct scheduler *s, bool remove, int64_t task_id,
                 return;
         }
         mark_plans_dirty(s);
-        if (s->leading && s->loaded_until_us > now) {
-                struct requeue_ctx rc = {.generation = s->generation};
-                int64_t from = MAX(now, s->lead_start_us);
-                int r = visit_task_slots(s, task, from, s->loaded_until_us, requeue_visit, &rc);
-                if (r < 0)
-                        log_error("task %lld: failed to queue its new slots: %s",
-                                  (long long)task_id, strerror(-r));
-                log_debug("task %lld changed: %zu slots queued in the loaded hours",
-                          (long long)task_id, rc.queued);
-        }
+        requeue_released(s, task, now);
 }
 
 /* Lock held. */
@@ -910,22 +995,47 @@ static void apply_change(struct scheduler *s, struct change *c, int64_t now)
                 apply_one(s, c->kind == CHANGE_REMOVE, c->task_id, &c->task, now);
                 return;
         }
+        /*
+         * A full resync: the change's array becomes the task set (no second copy of a large
+         * set); only the tasks that changed or disappeared touch the queues.
+         */
         struct id_map incoming = {0};
         for (size_t i = 0; i < c->n_tasks; i++)
                 if (id_map_put(&incoming, c->tasks[i].id, i) < 0) {
                         id_map_clear(&incoming);
-                        log_error("out of memory applying a full resync of %zu tasks", c->n_tasks);
+                        log_error("out of memory applying a full resync of %zu tasks, ignoring it",
+                                  c->n_tasks);
                         return;
                 }
-        /* Removed ones first (iterating backwards: task_del moves the last one into place). */
-        for (size_t i = s->n_tasks; i-- > 0;) {
-                size_t j;
-                if (i < s->n_tasks && !id_map_get(&incoming, s->tasks[i].id, &j))
-                        apply_one(s, true, s->tasks[i].id, NULL, now);
+        bool changed = !s->leading;
+        if (s->leading) {
+                for (size_t i = 0; i < s->n_tasks; i++) {
+                        const struct sched_task *old = &s->tasks[i];
+                        size_t j;
+                        bool kept = id_map_get(&incoming, old->id, &j);
+                        if (kept && task_equal(old, &c->tasks[j]))
+                                continue;
+                        sched_pools_withdraw(s->pools, old->pool,
+                                             SLOT_OWNER_TAG | (uint64_t)old->id,
+                                             kept ? now : INT64_MIN);
+                        changed = true;
+                }
+                for (size_t j = 0; j < c->n_tasks; j++) {
+                        size_t i;
+                        if (id_map_get(&s->map, c->tasks[j].id, &i) &&
+                            task_equal(&s->tasks[i], &c->tasks[j]))
+                                continue;
+                        requeue_released(s, &c->tasks[j], now);
+                        changed = true;
+                }
         }
-        for (size_t i = 0; i < c->n_tasks; i++)
-                apply_one(s, false, c->tasks[i].id, &c->tasks[i], now);
-        id_map_clear(&incoming);
+        free(s->tasks);
+        id_map_clear(&s->map);
+        s->tasks = TAKE_PTR(c->tasks);
+        s->n_tasks = s->alloc_tasks = c->n_tasks;
+        s->map = incoming;
+        if (changed)
+                mark_plans_dirty(s);
 }
 
 static void change_free(struct change *c)
@@ -972,9 +1082,18 @@ int sched_task_remove(struct scheduler *s, int64_t task_id)
 
 int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t n)
 {
-        for (size_t i = 0; i < n; i++)
-                if (tasks[i].id <= 0)
-                        return -EINVAL;
+        struct id_map ids = {0};
+        int r = 0;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                size_t j;
+                if (tasks[i].id <= 0 || id_map_get(&ids, tasks[i].id, &j))
+                        r = -EINVAL;
+                else
+                        r = id_map_put(&ids, tasks[i].id, i);
+        }
+        id_map_clear(&ids);
+        if (r < 0)
+                return r;
         struct change *c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
@@ -1035,7 +1154,6 @@ static int64_t master_tick(struct scheduler *s)
                         controller_drop(&s->controllers[i]);
         bool load_cur = !controller_find(s, cur);
         bool load_next = now >= preload_at && !controller_find(s, next);
-        int64_t cur_from = MAX(s->loaded_until_us, lead_start);
         bool catchup = s->need_catchup;
         bool dirty = false;
         for (size_t i = 0; i < N_CONTROLLERS; i++)
@@ -1043,11 +1161,17 @@ static int64_t master_tick(struct scheduler *s)
         pthread_mutex_unlock(&s->lock);
 
         if (dirty)
-                replan_dirty_hours(s);
+                rebuild_dirty_hours(s);
         if (load_cur)
-                load_hour(s, epoch, generation, cur, cur_from);
+                load_hour(s, epoch, cur, lead_start);
         if (load_next)
-                load_hour(s, epoch, generation, next, next);
+                load_hour(s, epoch, next, next);
+
+        pthread_mutex_lock(&s->lock);
+        if (s->leading && s->lead_epoch == epoch)
+                release_due(s, clock_wall_us());
+        pthread_mutex_unlock(&s->lock);
+
         /* After loading, as the SPEC orders it; catch-up slots are due already and go first. */
         if (catchup) {
                 int r = catch_up(s, generation, lead_start);
@@ -1155,7 +1279,7 @@ void sched_start_leading(struct scheduler *s, uint64_t generation)
         s->need_catchup = true;
         s->catchups_done = 0;
         s->lead_start_us = clock_wall_us();
-        s->loaded_until_us = s->lead_start_us;
+        s->released_until_us = s->lead_start_us;
         drop_all_controllers(s);
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
