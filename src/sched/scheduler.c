@@ -31,6 +31,22 @@
 /* Scheduled slots' jobs are tagged so withdrawing them never touches another owner's jobs. */
 #define SLOT_OWNER_TAG (UINT64_C(1) << 62)
 
+/* One planned slot, compact: the hour's plan is kept for every slot of up to two hours. */
+struct plan_entry {
+        int64_t task_id;
+        struct plan_slot plan;
+        uint32_t pool; /* index in pool_names */
+};
+
+/* Planned slots of an hour and the names of their pools. */
+struct plan_items {
+        struct plan_entry *items;
+        size_t n, alloc;
+        char (*pool_names)[64];
+        size_t n_pools;
+        uint32_t last_pool; /* the pool of the last entry added: tasks add slots in runs */
+};
+
 /* A slot of a loaded hour that has not been handed to its pool yet. */
 struct pending_slot {
         int64_t slot_us;
@@ -45,10 +61,9 @@ struct controller {
         size_t slots;
         struct pending_slot *pending; /* time order; [next_pending, n_pending) still to queue */
         size_t n_pending, next_pending;
-        struct sched_planned *plan; /* pool, then slot order */
-        size_t n_plan;
-        bool plan_dirty;       /* a task changed: plan again */
-        bool overrun_reported; /* the Warning for this hour was raised */
+        struct plan_items *plan; /* pool (name order), then slot order */
+        bool plan_dirty;         /* a task changed: plan again */
+        bool overrun_reported;   /* the Warning for this hour was raised */
 };
 
 enum change_kind {
@@ -261,9 +276,25 @@ static struct controller *controller_for(struct scheduler *s, int64_t start_us)
         return NULL; /* cannot happen: at most two hours are loaded */
 }
 
+static void plan_items_free(struct plan_items *pi)
+{
+        if (!pi)
+                return;
+        free(pi->items);
+        free(pi->pool_names);
+        free(pi);
+}
+
+static void plan_items_release(struct plan_items *pi)
+{
+        free(pi->items);
+        free(pi->pool_names);
+        *pi = (struct plan_items){0};
+}
+
 static void controller_drop(struct controller *c)
 {
-        free(c->plan);
+        plan_items_free(c->plan);
         free(c->pending);
         *c = (struct controller){0};
 }
@@ -366,42 +397,105 @@ static int visit_task_slots(struct scheduler *s, const struct sched_task *t, int
 
 /* ---- planning --------------------------------------------------------------------------- */
 
-struct plan_items {
-        struct sched_planned *items;
-        size_t n, alloc;
-};
+static int plan_pool_index(struct plan_items *pi, const char *pool, uint32_t *ret)
+{
+        if (pi->n_pools > 0 && streq(pi->pool_names[pi->last_pool], pool)) {
+                *ret = pi->last_pool;
+                return 0;
+        }
+        for (size_t i = 0; i < pi->n_pools; i++)
+                if (streq(pi->pool_names[i], pool)) {
+                        *ret = pi->last_pool = (uint32_t)i;
+                        return 0;
+                }
+        char(*n)[64] = realloc(pi->pool_names, (pi->n_pools + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        pi->pool_names = n;
+        snprintf(n[pi->n_pools], sizeof(n[0]), "%s", pool);
+        *ret = pi->last_pool = (uint32_t)pi->n_pools++;
+        return 0;
+}
 
 static int plan_items_add(struct scheduler *s, struct plan_items *pi, const struct sched_task *t,
                           int64_t slot_us)
 {
+        uint32_t pool;
+        if (plan_pool_index(pi, t->pool, &pool) < 0)
+                return -ENOMEM;
         if (pi->n == pi->alloc) {
                 size_t want = pi->alloc ? pi->alloc * 2 : 64;
-                struct sched_planned *n = realloc(pi->items, want * sizeof(*n));
+                struct plan_entry *n = realloc(pi->items, want * sizeof(*n));
                 if (!n)
                         return -ENOMEM;
                 pi->items = n;
                 pi->alloc = want;
         }
-        struct sched_planned *p = &pi->items[pi->n++];
-        memset(p, 0, sizeof(*p));
-        p->task_id = t->id;
-        snprintf(p->instance_id, sizeof(p->instance_id), "%s", t->instance_id);
-        snprintf(p->pool, sizeof(p->pool), "%s", t->pool);
-        p->plan.slot_us = slot_us;
-        p->plan.estimate_us = task_estimate(s, t);
-        p->plan.seq = (uint64_t)t->id;
+        pi->items[pi->n++] = (struct plan_entry){
+            .task_id = t->id,
+            .plan = {.slot_us = slot_us,
+                     .estimate_us = task_estimate(s, t),
+                     .seq = (uint64_t)t->id},
+            .pool = pool,
+        };
         return 0;
 }
 
-static int planned_cmp(const void *a, const void *b)
+static int plan_items_copy(const struct plan_items *from, struct plan_items *to)
 {
-        const struct sched_planned *x = a, *y = b;
-        int c = strcmp(x->pool, y->pool);
-        if (c)
-                return c;
+        *to = (struct plan_items){0};
+        if (from->n)
+                to->items = malloc(from->n * sizeof(*to->items));
+        if (from->n_pools)
+                to->pool_names = malloc(from->n_pools * sizeof(*to->pool_names));
+        if ((from->n && !to->items) || (from->n_pools && !to->pool_names)) {
+                plan_items_release(to);
+                return -ENOMEM;
+        }
+        if (from->n)
+                memcpy(to->items, from->items, from->n * sizeof(*to->items));
+        if (from->n_pools)
+                memcpy(to->pool_names, from->pool_names, from->n_pools * sizeof(*to->pool_names));
+        to->n = to->alloc = from->n;
+        to->n_pools = from->n_pools;
+        return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+        const struct plan_entry *x = a, *y = b;
+        if (x->pool != y->pool)
+                return x->pool < y->pool ? -1 : 1;
         if (x->plan.slot_us != y->plan.slot_us)
                 return x->plan.slot_us < y->plan.slot_us ? -1 : 1;
         return x->task_id < y->task_id ? -1 : x->task_id > y->task_id;
+}
+
+static int pool_name_cmp(const void *a, const void *b)
+{
+        return strcmp(a, b);
+}
+
+/* Renumber the pools in name order, so sorting by index sorts by name. */
+static int plan_rank_pools(struct plan_items *pi)
+{
+        if (pi->n_pools < 2)
+                return 0;
+        _cleanup_free_ char(*sorted)[64] = malloc(pi->n_pools * sizeof(*sorted));
+        _cleanup_free_ uint32_t *rank = malloc(pi->n_pools * sizeof(*rank));
+        if (!sorted || !rank)
+                return -ENOMEM;
+        memcpy(sorted, pi->pool_names, pi->n_pools * sizeof(*sorted));
+        qsort(sorted, pi->n_pools, sizeof(*sorted), pool_name_cmp);
+        for (size_t i = 0; i < pi->n_pools; i++)
+                for (size_t k = 0; k < pi->n_pools; k++)
+                        if (streq(pi->pool_names[i], sorted[k]))
+                                rank[i] = (uint32_t)k;
+        for (size_t i = 0; i < pi->n; i++)
+                pi->items[i].pool = rank[pi->items[i].pool];
+        memcpy(pi->pool_names, sorted, pi->n_pools * sizeof(*sorted));
+        pi->last_pool = 0;
+        return 0;
 }
 
 static int pool_limit(struct scheduler *s, const char *pool, const struct sched_pool_stats *stats,
@@ -430,10 +524,14 @@ static int64_t *busy_places(const struct plan_items *prev, const char *pool, int
                             int limit)
 {
         size_t n = 0;
+        uint32_t idx = UINT32_MAX;
         if (!prev)
                 return NULL;
+        for (size_t i = 0; i < prev->n_pools; i++)
+                if (streq(prev->pool_names[i], pool))
+                        idx = (uint32_t)i;
         for (size_t i = 0; i < prev->n; i++)
-                n += prev->items[i].plan.end_us > start_us && streq(prev->items[i].pool, pool);
+                n += prev->items[i].plan.end_us > start_us && prev->items[i].pool == idx;
         if (n == 0)
                 return NULL;
         int64_t *ends = malloc(MAX(n, (size_t)limit) * sizeof(*ends));
@@ -441,7 +539,7 @@ static int64_t *busy_places(const struct plan_items *prev, const char *pool, int
                 return NULL;
         n = 0;
         for (size_t i = 0; i < prev->n; i++)
-                if (prev->items[i].plan.end_us > start_us && streq(prev->items[i].pool, pool))
+                if (prev->items[i].plan.end_us > start_us && prev->items[i].pool == idx)
                         ends[n++] = prev->items[i].plan.end_us;
         qsort(ends, n, sizeof(*ends), end_desc_cmp);
         for (size_t i = n; i < (size_t)limit; i++)
@@ -456,13 +554,10 @@ static void previous_plan(struct scheduler *s, int64_t start_us, struct plan_ite
         pthread_mutex_lock(&s->lock);
         for (size_t i = 0; i < N_CONTROLLERS; i++) {
                 const struct controller *c = &s->controllers[i];
-                if (!c->loaded || c->end_us != start_us || c->n_plan == 0)
+                if (!c->loaded || c->end_us != start_us || !c->plan)
                         continue;
-                ret->items = malloc(c->n_plan * sizeof(*ret->items));
-                if (ret->items) {
-                        memcpy(ret->items, c->plan, c->n_plan * sizeof(*ret->items));
-                        ret->n = ret->alloc = c->n_plan;
-                }
+                if (plan_items_copy(c->plan, ret) < 0)
+                        *ret = (struct plan_items){0}; /* planned a little optimistically */
                 break;
         }
         pthread_mutex_unlock(&s->lock);
@@ -490,13 +585,16 @@ static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t start_
         size_t n_over = 0;
         int r = 0;
 
+        if (plan_rank_pools(pi) < 0)
+                return -ENOMEM;
         if (pi->n > 0)
-                qsort(pi->items, pi->n, sizeof(*pi->items), planned_cmp);
+                qsort(pi->items, pi->n, sizeof(*pi->items), entry_cmp);
         int n_stats = s->ops.pool_limit ? 0 : sched_pools_stats(s->pools, &stats);
         for (size_t i = 0; i < pi->n && r == 0;) {
                 size_t j = i;
-                while (j < pi->n && streq(pi->items[j].pool, pi->items[i].pool))
+                while (j < pi->n && pi->items[j].pool == pi->items[i].pool)
                         j++;
+                const char *pool = pi->pool_names[pi->items[i].pool];
                 struct plan_slot *tmp = calloc(j - i, sizeof(*tmp));
                 if (!tmp) {
                         r = -ENOMEM;
@@ -504,8 +602,8 @@ static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t start_
                 }
                 for (size_t k = i; k < j; k++)
                         tmp[k - i] = pi->items[k].plan;
-                int limit = pool_limit(s, pi->items[i].pool, stats, n_stats);
-                int64_t *busy = busy_places(prev, pi->items[i].pool, start_us, limit);
+                int limit = pool_limit(s, pool, stats, n_stats);
+                int64_t *busy = busy_places(prev, pool, start_us, limit);
                 r = plan_pool(tmp, j - i, limit, busy);
                 free(busy);
                 /* plan_pool sorts by (slot, seq = task id): the same order as ours. */
@@ -520,8 +618,7 @@ static int plan_items(struct scheduler *s, struct plan_items *pi, int64_t start_
                                 break;
                         }
                         over = n;
-                        snprintf(over[n_over].pool, sizeof(over[n_over].pool), "%s",
-                                 pi->items[i].pool);
+                        snprintf(over[n_over].pool, sizeof(over[n_over].pool), "%s", pool);
                         over[n_over++].overrun_us = overrun;
                 }
                 i = j;
@@ -616,12 +713,10 @@ static int plan_hour_now(struct scheduler *s, int64_t start_us, int64_t end_us,
                 struct plan_items prev;
                 previous_plan(s, start_us, &prev);
                 r = plan_items(s, pi, start_us, end_us, &prev, over, n_over);
-                free(prev.items);
+                plan_items_release(&prev);
         }
-        if (r < 0) {
-                free(pi->items);
-                *pi = (struct plan_items){0};
-        }
+        if (r < 0)
+                plan_items_release(pi);
         return r;
 }
 
@@ -643,11 +738,14 @@ static int load_hour(struct scheduler *s, uint64_t epoch, int64_t start_us, int6
 
         /* released_until_us is written by this thread only. */
         from_us = MAX(MAX(from_us, start_us), s->released_until_us);
-        int r = plan_hour_now(s, start_us, end_us, &pi, &over, &n_over);
+        struct plan_items *kept = malloc(sizeof(*kept));
+        int r = kept ? plan_hour_now(s, start_us, end_us, &pi, &over, &n_over) : -ENOMEM;
         if (r == 0)
                 r = pending_from_items(&pi, from_us, &pending, &n_pending);
         if (r < 0) {
-                free(pi.items);
+                if (kept)
+                        plan_items_release(&pi);
+                free(kept);
                 free(over);
                 log_error("hour %s: failed to load: %s; retrying",
                           clock_format_rfc3339(start_us, 0, when), strerror(-r));
@@ -667,13 +765,16 @@ static int load_hour(struct scheduler *s, uint64_t epoch, int64_t start_us, int6
                     .slots = pi.n,
                     .pending = TAKE_PTR(pending),
                     .n_pending = n_pending,
-                    .plan = TAKE_PTR(pi.items),
-                    .n_plan = pi.n,
+                    .plan = kept,
                     .overrun_reported = n_over > 0,
                 };
+                *kept = pi;
+                kept = NULL;
+                pi = (struct plan_items){0};
         }
         pthread_mutex_unlock(&s->lock);
-        free(pi.items);
+        plan_items_release(&pi);
+        free(kept);
         free(pending);
         if (!c) {
                 free(over);
@@ -710,9 +811,12 @@ static void rebuild_dirty_hours(struct scheduler *s)
                 size_t n_pending = 0;
                 struct overrun *over = NULL;
                 size_t n_over = 0;
-                int r = plan_hour_now(s, start, end, &pi, &over, &n_over);
+                struct plan_items *kept = malloc(sizeof(*kept));
+                int r = kept ? plan_hour_now(s, start, end, &pi, &over, &n_over) : -ENOMEM;
                 if (r == 0)
                         r = pending_from_items(&pi, from, &pending, &n_pending);
+                else
+                        pi = (struct plan_items){0};
                 bool report = false;
                 pthread_mutex_lock(&s->lock);
                 if (r < 0) {
@@ -720,9 +824,11 @@ static void rebuild_dirty_hours(struct scheduler *s)
                         c->plan_dirty = c->loaded && c->start_us == start;
                         c->next_pending = c->n_pending;
                 } else if (c->loaded && c->start_us == start) {
-                        free(c->plan);
-                        c->plan = TAKE_PTR(pi.items);
-                        c->n_plan = c->slots = pi.n;
+                        plan_items_free(c->plan);
+                        c->slots = pi.n;
+                        *kept = pi;
+                        c->plan = TAKE_PTR(kept);
+                        pi = (struct plan_items){0};
                         free(c->pending);
                         c->pending = TAKE_PTR(pending);
                         c->n_pending = n_pending;
@@ -734,7 +840,8 @@ static void rebuild_dirty_hours(struct scheduler *s)
                 if (r < 0)
                         log_error("failed to apply task changes to a loaded hour: %s; retrying",
                                   strerror(-r));
-                free(pi.items);
+                plan_items_release(&pi);
+                free(kept);
                 free(pending);
                 if (report)
                         report_overruns(s, start, over, n_over);
@@ -1316,26 +1423,45 @@ size_t sched_loaded_hours(struct scheduler *s, struct sched_hour_info out[2])
         return n;
 }
 
+/* The API's form of a plan; `map` and `tasks` give each task's instance. Caller frees. */
+static struct sched_planned *plan_expand(const struct plan_items *pi, const struct id_map *map,
+                                         const struct sched_task *tasks)
+{
+        struct sched_planned *out = calloc(MAX(pi->n, (size_t)1), sizeof(*out));
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < pi->n; i++) {
+                const struct plan_entry *e = &pi->items[i];
+                size_t idx;
+                out[i].task_id = e->task_id;
+                if (id_map_get(map, e->task_id, &idx))
+                        snprintf(out[i].instance_id, sizeof(out[i].instance_id), "%s",
+                                 tasks[idx].instance_id);
+                snprintf(out[i].pool, sizeof(out[i].pool), "%s", pi->pool_names[e->pool]);
+                out[i].plan = e->plan;
+        }
+        return out;
+}
+
 ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_planned **ret)
 {
         struct plan_items pi = {0};
         int64_t start = sched_hour_start(s->zone, hour_us);
         int64_t end = sched_next_hour_start(s->zone, start);
+        struct sched_planned *out;
         int r = 0;
 
         pthread_mutex_lock(&s->lock);
         struct controller *c = controller_find(s, start);
-        if (c && !c->plan_dirty) {
-                /* The plan kept since the hour was loaded. */
-                pi.n = c->n_plan;
-                pi.items = malloc(MAX(c->n_plan, (size_t)1) * sizeof(*pi.items));
-                if (pi.items && c->n_plan)
-                        memcpy(pi.items, c->plan, c->n_plan * sizeof(*pi.items));
+        if (c && c->plan && !c->plan_dirty) {
+                /* The plan kept since the hour was loaded (and re-planned on changes). */
+                out = plan_expand(c->plan, &s->map, s->tasks);
+                size_t n = c->plan->n;
                 pthread_mutex_unlock(&s->lock);
-                if (!pi.items)
+                if (!out)
                         return -ENOMEM;
-                *ret = pi.items;
-                return (ssize_t)pi.n;
+                *ret = out;
+                return (ssize_t)n;
         }
         /* Another hour: plan it from a copy of the current task set. */
         size_t n_tasks = s->n_tasks;
@@ -1345,22 +1471,28 @@ ssize_t sched_plan_hour(struct scheduler *s, int64_t hour_us, struct sched_plann
         pthread_mutex_unlock(&s->lock);
         if (!tasks)
                 return -ENOMEM;
-        r = collect_hour(s, tasks, n_tasks, start, end, &pi);
-        free(tasks);
+        struct id_map map = {0};
+        for (size_t i = 0; i < n_tasks && r == 0; i++)
+                r = id_map_put(&map, tasks[i].id, i);
+        if (r == 0)
+                r = collect_hour(s, tasks, n_tasks, start, end, &pi);
         if (r == 0) {
                 struct plan_items prev;
                 previous_plan(s, start, &prev);
                 r = plan_items(s, &pi, start, end, &prev, NULL, NULL);
-                free(prev.items);
+                plan_items_release(&prev);
         }
-        if (r < 0) {
-                free(pi.items);
+        out = r == 0 ? plan_expand(&pi, &map, tasks) : NULL;
+        if (r == 0 && !out)
+                r = -ENOMEM;
+        size_t n = pi.n;
+        plan_items_release(&pi);
+        id_map_clear(&map);
+        free(tasks);
+        if (r < 0)
                 return r;
-        }
-        if (!pi.items && !(pi.items = malloc(sizeof(*pi.items))))
-                return -ENOMEM;
-        *ret = pi.items;
-        return (ssize_t)pi.n;
+        *ret = out;
+        return (ssize_t)n;
 }
 
 unsigned sched_catchups_done(struct scheduler *s)

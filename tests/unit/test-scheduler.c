@@ -576,8 +576,11 @@ static void test_overbooked_hour_reported(void **state)
         assert_string_equal(plan[0].pool, "hdd");
         assert_int_equal(plan[0].plan.start_us, at("2026-11-21T11:00:00Z"));
         for (ssize_t i = 1; i < n; i++) {
+                char instance[32];
+                snprintf(instance, sizeof(instance), "cache-%zd", i);
                 assert_string_equal(plan[i].pool, "ssd");
                 assert_int_equal(plan[i].task_id, i);
+                assert_string_equal(plan[i].instance_id, instance);
                 assert_int_equal(plan[i].plan.start_us,
                                  at("2026-11-21T11:00:00Z") + (i - 1) * 600 * USEC_PER_SEC);
                 assert_int_equal(plan[i].plan.end_us, plan[i].plan.start_us + 600 * USEC_PER_SEC);
@@ -591,6 +594,7 @@ static void test_overbooked_hour_reported(void **state)
         n = sched_plan_hour(f.s, at("2026-11-21T12:30:00Z"), &plan);
         assert_int_equal(n, 1);
         assert_int_equal(plan[0].task_id, 12);
+        assert_string_equal(plan[0].instance_id, "cache-12");
         assert_int_equal(plan[0].plan.slot_us, at("2026-11-21T12:00:00Z"));
         assert_int_equal(plan[0].plan.start_us, at("2026-11-21T12:40:00Z"));
         free(plan);
