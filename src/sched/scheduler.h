@@ -4,9 +4,11 @@
  *
  * The controller of an hour holds every slot of every enabled task that falls inside it. While
  * this replica leads, the master keeps the current hour loaded and, from the preload minute on,
- * the next one too; an hour is dropped when it ends. Loading an hour puts each of its slots in
- * its pool's queue (sched/pool.h) as a job due at the slot's instant, and plans each pool's hour
- * (sched/plan.h) so an overbooked hour is reported before it happens. Executors start the slots;
+ * the next one too; an hour is dropped when it ends. Loading an hour computes its slots (cron
+ * walks the hour's bits, no scanning) and plans each pool's hour (sched/plan.h) so an overbooked
+ * hour is reported before it happens; the controller keeps the slots and hands each to its
+ * pool's queue (sched/pool.h), as a job due at the slot's instant, a few seconds before it is
+ * due, so the queues stay short and task changes touch few queued jobs. Executors start them;
  * the slot's work itself (claim in the store, leadership check, the save, the outcome) is the
  * run_slot operation supplied by the daemon.
  *
