@@ -122,7 +122,11 @@ struct scheduler;
  */
 struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zone *zone,
                             struct sched_pools *pools, const struct sched_ops *ops);
-/* Stops the thread if running and frees; NULL is a no-op. Call sched_stop_leading() first. */
+/*
+ * Stops the thread if running and frees; NULL is a no-op. Queued slot jobs point at the
+ * scheduler, so tear down in this order: sched_stop_leading(), sched_stop(), sched_pools_free()
+ * (cancels what is queued, joins the executors), then sched_free().
+ */
 void sched_free(struct scheduler *s);
 
 /* Start / stop (and join) the master's thread. sched_start returns 0 or a negative errno. */

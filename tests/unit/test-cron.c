@@ -580,6 +580,28 @@ static void test_against_brute_force(void **state)
         assert_true(compared_slots > 10000);
 }
 
+/* Garbage never crashes the parser, and every refusal says why. */
+static void test_garbage_refused_with_a_message(void **state)
+{
+        static const char alphabet[] = "0123456789*/-,LW#? \tjanfebsunmon@x";
+        for (int k = 0; k < 20000; k++) {
+                char text[40];
+                size_t len = rnd(sizeof(text) - 1);
+                for (size_t i = 0; i < len; i++)
+                        text[i] =
+                            k % 7 == 0 ? (char)(1 + rnd(255)) : alphabet[rnd(sizeof(alphabet) - 1)];
+                text[len] = '\0';
+                struct cron_expr e;
+                struct cron_error err;
+                int r = cron_parse(text, &e, &err);
+                if (r == 0)
+                        continue;
+                assert_int_equal(r, -EINVAL);
+                assert_true(err.message[0] != '\0');
+                assert_true(err.position <= len + 1);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -590,6 +612,7 @@ int main(void)
             cmocka_unit_test(test_dst_fall_back),
             cmocka_unit_test(test_next),
             cmocka_unit_test(test_against_brute_force),
+            cmocka_unit_test(test_garbage_refused_with_a_message),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

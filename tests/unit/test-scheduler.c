@@ -172,8 +172,9 @@ static void fixture_stop(struct fixture *f)
 {
         current = NULL;
         sched_stop_leading(f->s);
-        sched_free(f->s);
+        sched_stop(f->s);
         sched_pools_free(f->pools);
+        sched_free(f->s);
         tz_zone_free(f->zone);
         fake.limit = 0;
 }

@@ -210,6 +210,39 @@ static void test_corrupt_files_refused(void **state)
         free(data);
 }
 
+/* Random damage to a real file: refused or accepted, never a crash or a wrong read. */
+static void test_damaged_files_never_crash(void **state)
+{
+        char *data, err[TZ_ERROR_MAX];
+        size_t size;
+        uint64_t seed = 7;
+        assert_int_equal(
+            read_full_file("/usr/share/zoneinfo/America/New_York", 1 << 20, &data, &size), 0);
+        char *copy = malloc(size);
+        for (int k = 0; k < 3000; k++) {
+                memcpy(copy, data, size);
+                for (int d = 0; d < 1 + k % 4; d++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        copy[(seed >> 33) % size] = (char)(seed >> 20);
+                }
+                struct tz_zone *z = NULL;
+                if (tz_zone_parse("x", copy, size, &z, err, sizeof(err)) == 0) {
+                        struct tz_local l;
+                        struct tz_transition tr;
+                        struct tz_resolved r;
+                        tz_to_local(z, INT64_C(1700000000) * USEC_PER_SEC, &l);
+                        tz_next_transition(z, 1700000000, &tr);
+                        tz_prev_transition(z, 1700000000, &tr);
+                        tz_from_local(z, 2026, 3, 8, 2, 30, 0, &r);
+                        tz_zone_free(z);
+                } else {
+                        assert_true(err[0] != '\0');
+                }
+        }
+        free(copy);
+        free(data);
+}
+
 /* Several zones converting at once on several threads (for ThreadSanitizer). */
 struct thread_arg {
         const struct tz_zone *zone;
@@ -295,10 +328,15 @@ static void test_agrees_with_libc(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_berlin_spring_forward),  cmocka_unit_test(test_berlin_fall_back),
-            cmocka_unit_test(test_new_york_transitions),   cmocka_unit_test(test_utc),
-            cmocka_unit_test(test_footer_rule_far_future), cmocka_unit_test(test_names_validated),
-            cmocka_unit_test(test_corrupt_files_refused),  cmocka_unit_test(test_threads),
+            cmocka_unit_test(test_berlin_spring_forward),
+            cmocka_unit_test(test_berlin_fall_back),
+            cmocka_unit_test(test_new_york_transitions),
+            cmocka_unit_test(test_utc),
+            cmocka_unit_test(test_footer_rule_far_future),
+            cmocka_unit_test(test_names_validated),
+            cmocka_unit_test(test_corrupt_files_refused),
+            cmocka_unit_test(test_damaged_files_never_crash),
+            cmocka_unit_test(test_threads),
             cmocka_unit_test(test_agrees_with_libc),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
