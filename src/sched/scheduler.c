@@ -1255,10 +1255,17 @@ static int64_t master_tick(struct scheduler *s)
         uint64_t epoch = s->lead_epoch, generation = s->generation;
         int64_t lead_start = s->lead_start_us;
 
-        /* The controller of an hour that has ended is dropped; its late slots stay queued. */
-        for (size_t i = 0; i < N_CONTROLLERS; i++)
-                if (s->controllers[i].loaded && s->controllers[i].end_us <= now)
-                        controller_drop(&s->controllers[i]);
+        /*
+         * The controller of an hour that has ended is dropped once it has handed out every
+         * slot (normally seconds before the end; later only if this thread was held up); its
+         * late slots stay queued in the pools.
+         */
+        for (size_t i = 0; i < N_CONTROLLERS; i++) {
+                struct controller *c = &s->controllers[i];
+                if (c->loaded && c->end_us <= now && c->next_pending >= c->n_pending &&
+                    !c->plan_dirty)
+                        controller_drop(c);
+        }
         bool load_cur = !controller_find(s, cur);
         bool load_next = now >= preload_at && !controller_find(s, next);
         bool catchup = s->need_catchup;
