@@ -101,3 +101,77 @@ char *th_pg_value(PGconn *c, const char *sql);
 /* The build directory's persistd / persistctl binaries (set by meson in the environment). */
 const char *th_persistd_path(void);
 const char *th_persistctl_path(void);
+
+/* ---- TLS and the Kubernetes API test server ------------------------------------------- */
+
+/*
+ * Create with openssl, in `dir`: ca.crt/ca.key (a throw-away CA) and server.crt/server.key
+ * (signed by it, for 127.0.0.1 and localhost). Aborts the test on failure.
+ */
+void th_tls_make_certs(const char *dir);
+
+struct th_kube_options {
+        bool plain;            /* serve plain HTTP instead of TLS */
+        const char *user;      /* least-privilege user name; NULL: "orchestrator" */
+        const char *namespace; /* created at start; NULL: "redis-system" */
+        int history;           /* watch history length; 0: the server's default */
+};
+
+struct th_kube {
+        pid_t pid;
+        uint16_t port;         /* the API on 127.0.0.1 */
+        uint16_t control_port; /* the plain-HTTP control API on 127.0.0.1 */
+        char *dir;             /* certificates, tokens.csv, kubeconfigs, kube-server.log */
+        char *url;             /* "https://127.0.0.1:PORT" (http:// with plain) */
+        char *ca_path;         /* dir/ca.crt (NULL with plain) */
+        char *user;            /* the least-privilege user's name */
+        char *namespace;
+        char *admin_token;     /* user "admin", group system:masters */
+        char *user_token;      /* the least-privilege user, no RBAC until a Role is bound */
+        char *admin_kubeconfig;
+        char *user_kubeconfig;
+};
+
+/*
+ * Start kube-test-server (KUBE_TEST_SERVER_BIN) on free loopback ports with fresh
+ * certificates, a token file for "admin" and the least-privilege user, wait until it answers,
+ * create the namespace, and write one kubeconfig per user (server, certificate-authority,
+ * token, namespace). `o` may be NULL. Aborts the test on failure.
+ */
+void th_kube_start(struct th_kube *k, const struct th_kube_options *o);
+
+/* Stop the server, remove its directory, free the fields. Idempotent. */
+void th_kube_stop(struct th_kube *k);
+
+/*
+ * One API request with libcurl (10 s timeout). `token` may be NULL (no Authorization),
+ * `content_type` and `body` may be NULL. Returns the HTTP status (0: no answer) and the body
+ * in *out (caller frees; out may be NULL).
+ */
+long th_kube_request(const struct th_kube *k, const char *token, const char *method,
+                     const char *path, const char *content_type, const char *body, char **out);
+
+/* A request to the control API (plain HTTP); returns the status, the body in *out (may be NULL). */
+long th_kube_control(const struct th_kube *k, const char *method, const char *path,
+                     const char *json, char **out);
+
+/* POST /faults with `json` (see docs/kube-test-server.md); aborts unless the server accepts it. */
+void th_kube_faults(const struct th_kube *k, const char *json);
+
+/* Remove every fault. */
+void th_kube_clear_faults(const struct th_kube *k);
+
+/* Make every resourceVersion so far too old for a watch (410 Expired). */
+void th_kube_compact(const struct th_kube *k);
+
+/*
+ * Requests counted by the server for "verb resource" (e.g. "update leases"), of `user`
+ * (NULL: all users). 0 when none.
+ */
+long long th_kube_stat(const struct th_kube *k, const char *user, const char *key);
+
+/* Reset the request statistics. */
+void th_kube_reset_stats(const struct th_kube *k);
+
+/* The server binary (KUBE_TEST_SERVER_BIN, set by meson). */
+const char *th_kube_server_path(void);

@@ -292,9 +292,15 @@ static cJSON *invalid_status(struct errlist *e, const char *what, const char *na
         return s;
 }
 
+/* The group a 422 names: Events of both groups are validated as the internal core type. */
+static const char *invalid_group(const struct kind *k)
+{
+        return k->type == K_EVENT_NEW ? "" : k->group;
+}
+
 static char *kind_what(const struct kind *k)
 {
-        return *k->group ? fmt("%s.%s", k->kind, k->group) : fmt("%s", k->kind);
+        return *invalid_group(k) ? fmt("%s.%s", k->kind, k->group) : fmt("%s", k->kind);
 }
 
 /* ---- object helpers ----------------------------------------------------------------------- */
@@ -423,6 +429,8 @@ static cJSON *fields_v1(const cJSON *obj)
                         }
         for (size_t a = 0; a < nt; a++) {
                 const cJSON *v = item(obj, tops[a]);
+                if (cJSON_IsObject(v) && !v->child)
+                        continue; /* an empty struct sets no field */
                 char *k = fmt("f:%s", tops[a]);
                 cJSON *fv = cJSON_AddObjectToObject(f, k);
                 free(k);
@@ -682,6 +690,29 @@ static cJSON *typed_decode(struct req *r, const struct kind *k, cJSON *body)
         return NULL;
 }
 
+/* True when a JSON text stops inside a string or an open object or array. */
+static bool truncated(const char *s, size_t n)
+{
+        int depth = 0;
+        bool in_str = false;
+
+        for (size_t i = 0; s && i < n; i++) {
+                if (in_str) {
+                        if (s[i] == '\\')
+                                i++;
+                        else if (s[i] == '"')
+                                in_str = false;
+                } else if (s[i] == '"') {
+                        in_str = true;
+                } else if (s[i] == '{' || s[i] == '[') {
+                        depth++;
+                } else if (s[i] == '}' || s[i] == ']') {
+                        depth--;
+                }
+        }
+        return in_str || depth > 0;
+}
+
 /* Parse the request body as JSON; a 400 Status or NULL. */
 static cJSON *parse_body(const struct req *r, const struct kind *k, cJSON **out)
 {
@@ -693,7 +724,7 @@ static cJSON *parse_body(const struct req *r, const struct kind *k, cJSON **out)
         char snippet[64];
         snprintf(snippet, sizeof(snippet), "%.30s%s", r->body ? r->body : "",
                  r->len > 30 ? " ..." : "");
-        bool at_end = !end || (size_t)(end - r->body) >= r->len;
+        bool at_end = !end || (size_t)(end - r->body) >= r->len || truncated(r->body, r->len);
         char *what = at_end ? fmt("unexpected end of JSON input")
                             : fmt("invalid character '%c' looking for beginning of value", *end);
         cJSON *s = bad_request(fmt("the object provided is unrecognized (must be of type %s): "
@@ -1257,7 +1288,7 @@ static enum MHD_Result do_create(struct req *r, const struct kind *k, bool via_p
                 char *what = kind_what(k);
                 err_add(&e, true, "metadata.name",
                         fmt("Required value: name or generateName is required"));
-                cJSON *s = invalid_status(&e, what, "", k->group, k->kind);
+                cJSON *s = invalid_status(&e, what, "", invalid_group(k), k->kind);
                 free(what);
                 return send_status_obj(r, s);
         }
@@ -1285,7 +1316,7 @@ static enum MHD_Result do_create(struct req *r, const struct kind *k, bool via_p
                 ks_store_unlock();
                 cJSON_Delete(o);
                 char *what = kind_what(k);
-                cJSON *s = invalid_status(&e, what, name, k->group, k->kind);
+                cJSON *s = invalid_status(&e, what, name, invalid_group(k), k->kind);
                 free(what);
                 return send_status_obj(r, s);
         }
@@ -1349,7 +1380,7 @@ static enum MHD_Result commit_update(struct req *r, const struct kind *k, const 
                 ks_store_unlock();
                 cJSON_Delete(next);
                 char *what = kind_what(k);
-                cJSON *s = invalid_status(&e, what, name, k->group, k->kind);
+                cJSON *s = invalid_status(&e, what, name, invalid_group(k), k->kind);
                 free(what);
                 return send_status_obj(r, s);
         }
