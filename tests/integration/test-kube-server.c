@@ -774,10 +774,487 @@ static void test_transcript_fidelity(void **state)
         assert_int_equal(mismatched, 0);
 }
 
+/* ---- targeted tests ------------------------------------------------------------------------ */
+
+#define LEASES "/apis/coordination.k8s.io/v1/namespaces/redis-system/leases"
+
+static const char lease_body[] =
+    "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":"
+    "\"%s\"},\"spec\":{\"holderIdentity\":\"%s\",\"leaseDurationSeconds\":15}}";
+
+static void create_lease(const struct th_kube *k, const char *name)
+{
+        char *body = xasprintf(lease_body, name, "nobody");
+        assert_int_equal(
+            th_kube_request(k, k->admin_token, "POST", LEASES, "application/json", body, NULL),
+            201);
+        free(body);
+}
+
+static char *lease_rv(const struct th_kube *k, const char *name)
+{
+        char *path = xasprintf(LEASES "/%s", name);
+        char *rv = current_rv(k, path);
+        free(path);
+        assert_non_null(rv);
+        return rv;
+}
+
+static void test_fault_errors_drops_latency_stats(void **state)
+{
+        struct th_kube k;
+        struct resp r;
+
+        th_kube_start(&k, NULL);
+        create_lease(&k, "f");
+        th_kube_reset_stats(&k);
+
+        th_kube_faults(&k, "{\"error\":{\"status\":503,\"count\":2,\"prefix\":\"/apis/"
+                           "coordination.k8s.io\"}}");
+        for (int i = 0; i < 2; i++) {
+                http(&k, "GET", LEASES "/f", k.admin_token, NULL, NULL, &r);
+                assert_int_equal(r.status, 503);
+                cJSON *st = cJSON_Parse(r.body);
+                assert_string_equal(gets(st, "kind"), "Status");
+                assert_string_equal(gets(st, "reason"), "ServiceUnavailable");
+                cJSON_Delete(st);
+                resp_free(&r);
+        }
+        /* other paths were never affected, and the count is used up */
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET",
+                                         "/api/v1/namespaces/redis-system", NULL, NULL, NULL),
+                         200);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         200);
+
+        th_kube_faults(&k, "{\"error\":{\"status\":429,\"count\":1,\"retry_after\":2}}");
+        http(&k, "GET", LEASES "/f", k.admin_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 429);
+        assert_string_equal(r.retry_after, "2");
+        assert_non_null(strstr(r.body, "\"reason\":\"TooManyRequests\""));
+        resp_free(&r);
+
+        /* only PUTs fail, all of them */
+        th_kube_faults(&k, "{\"error\":{\"status\":500,\"fraction\":1.0,\"method\":\"PUT\"}}");
+        char *rv = lease_rv(&k, "f");
+        char *put = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                              "\"metadata\":{\"name\":\"f\",\"resourceVersion\":\"%s\"},\"spec\":"
+                              "{\"holderIdentity\":\"x\"}}",
+                              rv);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(th_kube_request(&k, k.admin_token, "PUT", LEASES "/f",
+                                                 "application/json", put, NULL),
+                                 500);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         200);
+        th_kube_clear_faults(&k);
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "PUT", LEASES "/f", "application/json", put, NULL),
+            200);
+
+        /* a dropped connection gets no answer at all; the next one is served */
+        th_kube_faults(&k, "{\"drop\":{\"count\":1}}");
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         0);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         200);
+
+        /* latency on one prefix */
+        th_kube_faults(&k, "{\"latency_ms\":400,\"latency_prefix\":\"/apis/coordination\"}");
+        http(&k, "GET", LEASES "/f", k.admin_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_true(r.seconds >= 0.35);
+        resp_free(&r);
+        th_kube_clear_faults(&k);
+
+        /* every request was counted, faulted or not, per verb and resource and per user */
+        assert_int_equal(th_kube_stat(&k, NULL, "get leases"), 9);
+        assert_int_equal(th_kube_stat(&k, "admin", "update leases"), 4);
+        assert_int_equal(th_kube_stat(&k, NULL, "get namespaces"), 1);
+        assert_int_equal(th_kube_control(&k, "POST", "/faults", "{\"partition\":{}}", NULL), 400);
+        assert_int_equal(th_kube_control(&k, "POST", "/faults", "not json", NULL), 400);
+        free(put);
+        free(rv);
+        th_kube_stop(&k);
+}
+
+struct watch_thread {
+        const struct th_kube *k;
+        const char *token;
+        char *path;
+        struct resp r;
+        pthread_t thread;
+};
+
+static void *watch_main(void *arg)
+{
+        struct watch_thread *w = arg;
+        http(w->k, "GET", w->path, w->token, NULL, NULL, &w->r);
+        return NULL;
+}
+
+static void watch_start(struct watch_thread *w, const struct th_kube *k, const char *token,
+                        const char *path)
+{
+        *w = (struct watch_thread){k, token, strdup(path), {0}, 0};
+        assert_int_equal(pthread_create(&w->thread, NULL, watch_main, w), 0);
+}
+
+static void watch_join(struct watch_thread *w)
+{
+        pthread_join(w->thread, NULL);
+        free(w->path);
+}
+
+static void bind_user(const struct th_kube *k, const char *rules)
+{
+        char *role = xasprintf("{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"Role\","
+                               "\"metadata\":{\"name\":\"r\"},\"rules\":%s}",
+                               rules);
+        char *binding = xasprintf(
+            "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","
+            "\"metadata\":{\"name\":\"r\"},\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s."
+            "io\",\"kind\":\"Role\",\"name\":\"r\"},\"subjects\":[{\"kind\":\"User\",\"name\":"
+            "\"%s\"}]}",
+            k->user);
+        assert_int_equal(th_kube_request(k, k->admin_token, "POST",
+                                         "/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                         "redis-system/roles",
+                                         "application/json", role, NULL),
+                         201);
+        assert_int_equal(th_kube_request(k, k->admin_token, "POST",
+                                         "/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                         "redis-system/rolebindings",
+                                         "application/json", binding, NULL),
+                         201);
+        free(role);
+        free(binding);
+}
+
+static void test_partitioned_user(void **state)
+{
+        struct th_kube k;
+        struct resp r;
+        struct watch_thread w;
+
+        th_kube_start(&k, NULL);
+        create_lease(&k, "p");
+        bind_user(&k, "[{\"apiGroups\":[\"coordination.k8s.io\"],\"resources\":[\"leases\"],"
+                      "\"verbs\":[\"get\",\"list\",\"watch\",\"update\"]}]");
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/p", NULL, NULL, NULL),
+                         200);
+
+        /* the user's open watch is cut when the partition starts */
+        watch_start(&w, &k, k.user_token, LEASES "?watch=1&timeoutSeconds=15");
+        struct timespec pause = {0, 500000000};
+        nanosleep(&pause, NULL);
+        double t0 = now_s();
+        th_kube_faults(&k, "{\"partition\":{\"user\":\"orchestrator\",\"hang_ms\":600}}");
+        watch_join(&w);
+        assert_true(now_s() - t0 < 10);
+        assert_non_null(strstr(w.r.body, "\"type\":\"ADDED\""));
+        resp_free(&w.r);
+
+        /* its requests hang, then lose the connection; the admin is not affected */
+        http(&k, "GET", LEASES "/p", k.user_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 0);
+        assert_true(r.seconds >= 0.5);
+        resp_free(&r);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/p", NULL, NULL, NULL),
+                         200);
+        th_kube_faults(&k, "{\"partition\":{\"user\":\"orchestrator\",\"mode\":\"drop\"}}");
+        http(&k, "GET", LEASES "/p", k.user_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 0);
+        resp_free(&r);
+        th_kube_faults(&k, "{\"partition\":{\"user\":\"orchestrator\",\"mode\":\"off\"}}");
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/p", NULL, NULL, NULL),
+                         200);
+        th_kube_stop(&k);
+}
+
+static void test_rbac(void **state)
+{
+        struct th_kube k;
+        char *out = NULL;
+
+        th_kube_start(&k, NULL);
+        create_lease(&k, "mine");
+        create_lease(&k, "theirs");
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/mine", NULL, NULL, &out),
+                         403);
+        assert_non_null(
+            strstr(out, "User \\\"orchestrator\\\" cannot get resource \\\"leases\\\""));
+        free(out);
+        /* forbidden before missing */
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/none", NULL, NULL, NULL),
+                         403);
+        assert_int_equal(th_kube_request(&k, "wrong", "GET", LEASES "/mine", NULL, NULL, NULL),
+                         401);
+        assert_int_equal(th_kube_request(&k, NULL, "GET", LEASES "/mine", NULL, NULL, &out), 403);
+        assert_non_null(strstr(out, "system:anonymous"));
+        free(out);
+
+        bind_user(&k, "[{\"apiGroups\":[\"coordination.k8s.io\"],\"resources\":[\"leases\"],"
+                      "\"verbs\":[\"get\",\"create\"]},{\"apiGroups\":[\"coordination.k8s.io\"],"
+                      "\"resources\":[\"leases\"],\"resourceNames\":[\"mine\"],\"verbs\":"
+                      "[\"update\"]},{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],\"verbs\":"
+                      "[\"get\",\"patch\"]}]");
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/mine", NULL, NULL, NULL),
+                         200);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/none", NULL, NULL, NULL),
+                         404);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES, NULL, NULL, NULL), 403);
+        char *rv = lease_rv(&k, "mine");
+        char *put = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                              "\"metadata\":{\"name\":\"mine\",\"resourceVersion\":\"%s\"},"
+                              "\"spec\":{\"holderIdentity\":\"me\"}}",
+                              rv);
+        assert_int_equal(
+            th_kube_request(&k, k.user_token, "PUT", LEASES "/mine", "application/json", put, NULL),
+            200);
+        free(put);
+        free(rv);
+        rv = lease_rv(&k, "theirs");
+        put = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                        "\"metadata\":{\"name\":\"theirs\",\"resourceVersion\":\"%s\"},"
+                        "\"spec\":{\"holderIdentity\":\"me\"}}",
+                        rv);
+        assert_int_equal(th_kube_request(&k, k.user_token, "PUT", LEASES "/theirs",
+                                         "application/json", put, NULL),
+                         403);
+        /* update does not grant patch */
+        assert_int_equal(th_kube_request(&k, k.user_token, "PATCH", LEASES "/mine",
+                                         "application/merge-patch+json",
+                                         "{\"spec\":{\"holderIdentity\":\"x\"}}", NULL),
+                         403);
+        /* create is not limited by resourceNames */
+        char *body = xasprintf(lease_body, "new-one", "me");
+        assert_int_equal(
+            th_kube_request(&k, k.user_token, "POST", LEASES, "application/json", body, NULL), 201);
+        free(body);
+        /* other namespaces are not covered by the Role */
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET",
+                                         "/apis/coordination.k8s.io/v1/namespaces/default/"
+                                         "leases/mine",
+                                         NULL, NULL, NULL),
+                         403);
+        /* the user may not create RBAC objects; the admin (system:masters) may do anything */
+        assert_int_equal(th_kube_request(&k, k.user_token, "POST",
+                                         "/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                         "redis-system/roles",
+                                         "application/json",
+                                         "{\"metadata\":{\"name\":\"x\"},\"rules\":[]}", NULL),
+                         403);
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "DELETE", LEASES "/theirs", NULL, NULL, NULL), 200);
+        assert_int_equal(th_kube_request(&k, k.user_token, "POST",
+                                         "/apis/authorization.k8s.io/v1/"
+                                         "selfsubjectaccessreviews",
+                                         "application/json",
+                                         "{\"spec\":{\"resourceAttributes\":{\"namespace\":"
+                                         "\"redis-system\",\"verb\":\"update\",\"group\":"
+                                         "\"coordination.k8s.io\",\"resource\":\"leases\","
+                                         "\"name\":\"theirs\"}}}",
+                                         &out),
+                         201);
+        assert_non_null(strstr(out, "\"allowed\":false"));
+        free(out);
+        free(put);
+        free(rv);
+        th_kube_stop(&k);
+}
+
+static void test_watch_compaction_and_history(void **state)
+{
+        struct th_kube k;
+        struct th_kube_options o = {.history = 16};
+        struct resp r;
+
+        th_kube_start(&k, &o);
+        create_lease(&k, "w");
+        char *old = lease_rv(&k, "w");
+        for (int i = 0; i < 3; i++) {
+                char *patch = xasprintf("{\"spec\":{\"leaseTransitions\":%d}}", i + 1);
+                assert_int_equal(th_kube_request(&k, k.admin_token, "PATCH", LEASES "/w",
+                                                 "application/merge-patch+json", patch, NULL),
+                                 200);
+                free(patch);
+        }
+        char *path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=1", old);
+        http(&k, "GET", path, k.admin_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_true(r.chunked);
+        assert_int_equal(strstr(r.body, "MODIFIED") != NULL, 1);
+        resp_free(&r);
+
+        th_kube_compact(&k);
+        http(&k, "GET", path, k.admin_token, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\""));
+        assert_non_null(strstr(r.body, "\"reason\":\"Expired\",\"code\":410"));
+        assert_true(r.seconds < 1.0 + 5);
+        resp_free(&r);
+        free(path);
+
+        /* a watch from the current version still works and sees a write made meanwhile */
+        char *cur = lease_rv(&k, "w");
+        struct watch_thread w;
+        path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=2", cur);
+        watch_start(&w, &k, k.admin_token, path);
+        struct timespec pause = {0, 300000000};
+        nanosleep(&pause, NULL);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "PATCH", LEASES "/w",
+                                         "application/merge-patch+json",
+                                         "{\"spec\":{\"holderIdentity\":\"after\"}}", NULL),
+                         200);
+        watch_join(&w);
+        assert_non_null(strstr(w.r.body, "\"holderIdentity\":\"after\""));
+        resp_free(&w.r);
+        free(path);
+
+        /* more writes than the history holds: the old start is too old again */
+        for (int i = 0; i < 20; i++) {
+                char *patch = xasprintf("{\"spec\":{\"leaseTransitions\":%d}}", 10 + i);
+                th_kube_request(&k, k.admin_token, "PATCH", LEASES "/w",
+                                "application/merge-patch+json", patch, NULL);
+                free(patch);
+        }
+        path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=1", cur);
+        http(&k, "GET", path, k.admin_token, NULL, NULL, &r);
+        assert_non_null(strstr(r.body, "\"code\":410"));
+        resp_free(&r);
+        free(path);
+        free(cur);
+        free(old);
+        th_kube_stop(&k);
+}
+
+struct racer {
+        const struct th_kube *k;
+        int id;
+        int won;
+        int conflicts;
+        pthread_t thread;
+};
+
+static void *race_main(void *arg)
+{
+        struct racer *r = arg;
+        for (int i = 0; i < 25; i++) {
+                char *rv = NULL, *out = NULL;
+                if (th_kube_request(r->k, r->k->admin_token, "GET", LEASES "/race", NULL, NULL,
+                                    &out) == 200) {
+                        cJSON *o = cJSON_Parse(out);
+                        rv = strdup(gets(get(o, "metadata"), "resourceVersion"));
+                        cJSON_Delete(o);
+                }
+                free(out);
+                char *put = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":"
+                                      "\"Lease\",\"metadata\":{\"name\":\"race\","
+                                      "\"resourceVersion\":\"%s\"},\"spec\":{\"holderIdentity\":"
+                                      "\"r%d-%d\"}}",
+                                      rv ? rv : "0", r->id, i);
+                long st = th_kube_request(r->k, r->k->admin_token, "PUT", LEASES "/race",
+                                          "application/json", put, NULL);
+                if (st == 200)
+                        r->won++;
+                else if (st == 409)
+                        r->conflicts++;
+                free(put);
+                free(rv);
+        }
+        return NULL;
+}
+
+static void test_concurrent_compare_and_set(void **state)
+{
+        struct th_kube k;
+        struct racer racers[4];
+        struct watch_thread w;
+
+        th_kube_start(&k, NULL);
+        create_lease(&k, "race");
+        char *start = lease_rv(&k, "race");
+        char *path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=20&"
+                                      "fieldSelector=metadata.name%%3Drace",
+                               start);
+        watch_start(&w, &k, k.admin_token, path);
+        for (int i = 0; i < 4; i++) {
+                racers[i] = (struct racer){&k, i, 0, 0, 0};
+                assert_int_equal(pthread_create(&racers[i].thread, NULL, race_main, &racers[i]), 0);
+        }
+        int won = 0, conflicts = 0;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(racers[i].thread, NULL);
+                won += racers[i].won;
+                conflicts += racers[i].conflicts;
+        }
+        /* every attempt either won or lost the compare-and-set, and each win is one version */
+        assert_int_equal(won + conflicts, 100);
+        assert_true(won >= 25);
+        char *end = lease_rv(&k, "race");
+        assert_int_equal(strtoull(end, NULL, 10) - strtoull(start, NULL, 10), (unsigned)won);
+        /* a final write ends the watch's wait; it saw every win as one MODIFIED */
+        th_kube_compact(&k);
+        th_kube_request(&k, k.admin_token, "PATCH", LEASES "/race", "application/merge-patch+json",
+                        "{\"spec\":{\"holderIdentity\":\"done\"}}", NULL);
+        th_kube_stop(&k);
+        watch_join(&w);
+        int events = 0;
+        for (const char *p = w.r.body; (p = strstr(p, "\"type\":\"MODIFIED\"")); p++)
+                events++;
+        assert_true(events >= won);
+        resp_free(&w.r);
+        free(path);
+        free(start);
+        free(end);
+}
+
+static void test_plain_http_and_kubeconfig(void **state)
+{
+        struct th_kube k, t;
+        struct th_kube_options o = {.plain = true, .user = "replica", .namespace = "ns1"};
+
+        th_kube_start(&k, &o);
+        assert_int_equal(strncmp(k.url, "http://", 7), 0);
+        assert_null(k.ca_path);
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "GET", "/api/v1/namespaces/ns1", NULL, NULL, NULL),
+            200);
+        char *cfg = slurp(k.user_kubeconfig);
+        assert_non_null(strstr(cfg, k.url));
+        assert_non_null(strstr(cfg, k.user_token));
+        assert_non_null(strstr(cfg, "namespace: ns1"));
+        assert_null(strstr(cfg, "certificate-authority"));
+        free(cfg);
+        th_kube_stop(&k);
+
+        th_kube_start(&t, NULL);
+        cfg = slurp(t.admin_kubeconfig);
+        assert_non_null(strstr(cfg, "https://127.0.0.1:"));
+        assert_non_null(strstr(cfg, t.ca_path));
+        free(cfg);
+        /* TLS is verified against the generated CA; a client without it is refused */
+        assert_int_equal(th_kube_request(&t, t.admin_token, "GET", "/version", NULL, NULL, NULL),
+                         200);
+        char *ca = t.ca_path;
+        t.ca_path = NULL;
+        long st = th_kube_request(&t, t.admin_token, "GET", "/version", NULL, NULL, NULL);
+        t.ca_path = ca;
+        assert_int_equal(st, 0);
+        th_kube_stop(&t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_transcript_fidelity),
+            cmocka_unit_test(test_fault_errors_drops_latency_stats),
+            cmocka_unit_test(test_partitioned_user),
+            cmocka_unit_test(test_rbac),
+            cmocka_unit_test(test_watch_compaction_and_history),
+            cmocka_unit_test(test_concurrent_compare_and_set),
+            cmocka_unit_test(test_plain_http_and_kubeconfig),
         };
         curl_global_init(CURL_GLOBAL_DEFAULT);
         int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,7 +74,8 @@ static void count(const char *user, const char *verb, const char *res)
                 if (i == n_stats) {
                         if (n_stats == MAX_STATS)
                                 continue;
-                        snprintf(stats[n_stats++].key, sizeof(stats[0].key), "%s", key);
+                        snprintf(stats[n_stats].key, sizeof(stats[0].key), "%s", key);
+                        stats[n_stats++].count = 0;
                 }
                 stats[i].count++;
         }
