@@ -140,7 +140,8 @@ struct th_kube {
  */
 void th_kube_start(struct th_kube *k, const struct th_kube_options *o);
 
-/* Stop the server, remove its directory, free the fields. Idempotent. */
+/* Stop the server, remove its directory, free the fields. Idempotent. Aborts the test (after
+ * printing the server's log) when the server does not exit cleanly: a crash or a sanitizer report. */
 void th_kube_stop(struct th_kube *k);
 
 /*

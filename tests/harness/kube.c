@@ -279,8 +279,22 @@ void th_kube_start(struct th_kube *k, const struct th_kube_options *o)
 
 void th_kube_stop(struct th_kube *k)
 {
-        if (k->pid)
-                th_stop(k->pid, SIGTERM, 10000);
+        if (k->pid) {
+                /* A sanitizer report or a crash in the server fails the test that used it. */
+                int status = th_stop(k->pid, SIGTERM, 20000);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        char *log = xasprintf("%s/kube-server.log", k->dir);
+                        FILE *f = fopen(log, "re");
+                        char line[4096];
+                        while (f && fgets(line, sizeof(line), f))
+                                fputs(line, stderr);
+                        if (f)
+                                fclose(f);
+                        th_die("kube-test-server did not exit cleanly (wait status %d); its log "
+                               "is above",
+                               status);
+                }
+        }
         if (k->dir && !getenv("TH_KEEP_TMP"))
                 th_rmtree(k->dir);
         free(k->dir);

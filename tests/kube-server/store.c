@@ -167,6 +167,8 @@ void ks_store_put(const char *res, const char *ns, const char *name, cJSON *obj,
         bool found;
         size_t i = find(res, ns, name, &found);
 
+        /* First: the key strings may belong to the object being replaced. */
+        record(res, ns, name, obj, rv, type);
         if (found) {
                 cJSON_Delete(entries[i].obj);
                 entries[i].obj = obj;
@@ -183,7 +185,6 @@ void ks_store_put(const char *res, const char *ns, const char *name, cJSON *obj,
                 entries[i] = (struct entry){xstrdup(res), xstrdup(ns), xstrdup(name), obj};
                 n_entries++;
         }
-        record(res, ns, name, obj, rv, type);
 }
 
 void ks_store_delete(const char *res, const char *ns, const char *name, cJSON *last, uint64_t rv)
@@ -191,6 +192,8 @@ void ks_store_delete(const char *res, const char *ns, const char *name, cJSON *l
         bool found;
         size_t i = find(res, ns, name, &found);
 
+        record(res, ns, name, last, rv, "DELETED");
+        cJSON_Delete(last);
         if (found) {
                 free(entries[i].res);
                 free(entries[i].ns);
@@ -199,8 +202,6 @@ void ks_store_delete(const char *res, const char *ns, const char *name, cJSON *l
                 memmove(&entries[i], &entries[i + 1], (n_entries - i - 1) * sizeof(*entries));
                 n_entries--;
         }
-        record(res, ns, name, last, rv, "DELETED");
-        cJSON_Delete(last);
 }
 
 void ks_store_foreach(const char *res, const char *ns, void (*fn)(cJSON *obj, void *ctx), void *ctx)
