@@ -171,6 +171,19 @@ void th_kube_compact(const struct th_kube *k);
  */
 long long th_kube_stat(const struct th_kube *k, const char *user, const char *key);
 
+/*
+ * As a kube-apiserver restart (the process stays): every open watch is cut and every
+ * resourceVersion so far becomes too old for a new watch.
+ */
+void th_kube_restart(const struct th_kube *k);
+
+/*
+ * The request log after sequence number `since` (0: all kept, the last 4096) as JSON:
+ * {"requests":[{"seq","start_ms","end_ms","user","method","path","verb","resource",
+ * "status"}...],"last":N}; status 0 for a dropped or cut connection. Caller frees.
+ */
+char *th_kube_request_log(const struct th_kube *k, unsigned long long since);
+
 /* Reset the request statistics. */
 void th_kube_reset_stats(const struct th_kube *k);
 

@@ -414,6 +414,21 @@ void th_kube_compact(const struct th_kube *k)
                 th_die("kube-test-server: cannot compact");
 }
 
+void th_kube_restart(const struct th_kube *k)
+{
+        if (th_kube_control(k, "POST", "/restart", NULL, NULL) != 200)
+                th_die("kube-test-server: cannot restart");
+}
+
+char *th_kube_request_log(const struct th_kube *k, unsigned long long since)
+{
+        char *path = xasprintf("/requests?since=%llu", since), *out = NULL;
+        if (th_kube_control(k, "GET", path, NULL, &out) != 200)
+                th_die("kube-test-server: cannot read the request log");
+        free(path);
+        return out;
+}
+
 void th_kube_reset_stats(const struct th_kube *k)
 {
         if (th_kube_control(k, "POST", "/stats/reset", NULL, NULL) != 200)

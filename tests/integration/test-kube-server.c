@@ -692,7 +692,7 @@ static void test_transcript_fidelity(void **state)
                 cJSON *doc = cJSON_Parse(text);
                 assert_non_null(doc);
                 if (strcmp(cases[ci], "k2-lease-watch-expired") == 0)
-                        th_kube_compact(&k); /* stands for the apiserver restart */
+                        th_kube_restart(&k);
                 if (strcmp(cases[ci], "a5-lease-create-update-metadata") == 0) {
                         /* The wire captures between k2 and a5 renewed the lease with curl. */
                         const char *spec =
@@ -1210,6 +1210,63 @@ static void test_concurrent_compare_and_set(void **state)
         free(end);
 }
 
+static void test_restart_and_request_log(void **state)
+{
+        struct th_kube k;
+        struct watch_thread w;
+        struct resp r;
+
+        th_kube_start(&k, NULL);
+        create_lease(&k, "rs");
+        char *rv = lease_rv(&k, "rs");
+        char *path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=15", rv);
+        watch_start(&w, &k, k.admin_token, path);
+        struct timespec pause = {0, 400000000};
+        nanosleep(&pause, NULL);
+        double t0 = now_s();
+        th_kube_restart(&k);
+        watch_join(&w);
+        assert_true(now_s() - t0 < 10); /* cut, not ended by its timeout */
+        /* the old resourceVersion is now too old; the client must list again */
+        char *short_path = xasprintf(LEASES "?watch=1&resourceVersion=%s&timeoutSeconds=1", rv);
+        http(&k, "GET", short_path, k.admin_token, NULL, NULL, &r);
+        assert_non_null(strstr(r.body, "\"reason\":\"Expired\""));
+        resp_free(&r);
+        resp_free(&w.r);
+
+        th_kube_faults(&k, "{\"drop\":{\"count\":1,\"method\":\"DELETE\"}}");
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "DELETE", LEASES "/rs", NULL, NULL, NULL), 0);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", LEASES "/rs", NULL, NULL, NULL),
+                         403);
+        char *log = th_kube_request_log(&k, 0);
+        cJSON *doc = cJSON_Parse(log);
+        const cJSON *rows = get(doc, "requests");
+        int n = cJSON_GetArraySize(rows);
+        assert_true(n >= 6);
+        const cJSON *last = cJSON_GetArrayItem(rows, n - 1);
+        const cJSON *prev = cJSON_GetArrayItem(rows, n - 2);
+        assert_string_equal(gets(last, "user"), "orchestrator");
+        assert_string_equal(gets(last, "verb"), "get");
+        assert_string_equal(gets(last, "resource"), "leases");
+        assert_int_equal(get(last, "status")->valueint, 403);
+        assert_string_equal(gets(prev, "method"), "DELETE");
+        assert_int_equal(get(prev, "status")->valueint, 0);
+        assert_string_equal(gets(prev, "path"), LEASES "/rs");
+        /* only newer rows after a sequence number */
+        char *tail = th_kube_request_log(&k, (unsigned long long)get(prev, "seq")->valuedouble);
+        cJSON *tdoc = cJSON_Parse(tail);
+        assert_int_equal(cJSON_GetArraySize(get(tdoc, "requests")), 1);
+        cJSON_Delete(tdoc);
+        free(tail);
+        cJSON_Delete(doc);
+        free(log);
+        free(short_path);
+        free(path);
+        free(rv);
+        th_kube_stop(&k);
+}
+
 static void test_plain_http_and_kubeconfig(void **state)
 {
         struct th_kube k, t;
@@ -1254,6 +1311,7 @@ int main(void)
             cmocka_unit_test(test_rbac),
             cmocka_unit_test(test_watch_compaction_and_history),
             cmocka_unit_test(test_concurrent_compare_and_set),
+            cmocka_unit_test(test_restart_and_request_log),
             cmocka_unit_test(test_plain_http_and_kubeconfig),
         };
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -68,6 +68,14 @@ struct req {
         bool strict;
         char *warnings[16];
         size_t n_warn;
+        /* for the request log */
+        int64_t start_us;
+        int status;
+        bool routed;
+        char log_user[64];
+        char log_verb[24];
+        char log_res[48];
+        char log_method[16];
 };
 
 /* ---- answers ------------------------------------------------------------------------------ */
@@ -142,6 +150,7 @@ static enum MHD_Result send_json(struct req *r, unsigned code, cJSON *obj)
                 MHD_add_response_header(resp, "Warning", r->warnings[i]);
         if (code == 403)
                 MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        r->status = (int)code;
         enum MHD_Result ret = MHD_queue_response(r->c, code, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -1684,6 +1693,7 @@ static enum MHD_Result handle_watch(struct req *r, const struct kind *k, bool al
             .user = r->user->name,
             .convert = k->type == K_EVENT_NEW ? present_new_event : NULL,
         };
+        r->status = 200;
         return ks_watch_serve(r->c, &w);
 }
 
@@ -1737,6 +1747,7 @@ static enum MHD_Result send_version(struct req *r)
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(sizeof(v) - 1, (void *)v, MHD_RESPMEM_PERSISTENT);
         ks_api_common_headers(resp);
+        r->status = 200;
         enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -1806,6 +1817,7 @@ static enum MHD_Result send_fault(struct req *r, const struct ks_fault_decision 
                 snprintf(ra, sizeof(ra), "%d", d->retry_after);
                 MHD_add_response_header(resp, "Retry-After", ra);
         }
+        r->status = d->status;
         enum MHD_Result ret = MHD_queue_response(r->c, (unsigned)d->status, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -1896,8 +1908,11 @@ static enum MHD_Result route(struct req *r)
         }
 
         struct ks_fault_decision d;
-        ks_faults_on_request(r->user ? r->user->name : "(bad token)", m, r->url, verb,
-                             k ? k->res : (n ? seg[n - 1] : "/"), &d);
+        r->routed = true;
+        snprintf(r->log_user, sizeof(r->log_user), "%s", r->user ? r->user->name : "(bad token)");
+        snprintf(r->log_verb, sizeof(r->log_verb), "%s", verb);
+        snprintf(r->log_res, sizeof(r->log_res), "%s", k ? k->res : (n ? seg[n - 1] : "/"));
+        ks_faults_on_request(r->log_user, m, r->url, verb, r->log_res, &d);
         if (d.action == KS_FAULT_DROP)
                 return MHD_NO;
         if (!r->user)
@@ -1915,6 +1930,7 @@ static enum MHD_Result route(struct req *r)
                 struct MHD_Response *resp =
                     MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
                 MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+                r->status = 200;
                 enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
                 MHD_destroy_response(resp);
                 return ret;
@@ -1961,6 +1977,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const
                         return MHD_NO;
                 r->c = c;
                 r->method = method;
+                r->start_us = ks_now_us();
+                snprintf(r->log_method, sizeof(r->log_method), "%s", method);
                 r->url = strdup(url); /* the path; MHD keeps the query arguments apart */
                 if (!r->url) {
                         free(r);
@@ -1994,6 +2012,10 @@ static void request_done(void *cls, struct MHD_Connection *c, void **ctx,
 
         if (!r)
                 return;
+        if (r->routed)
+                ks_faults_log_request(r->log_user, r->log_method, r->url, r->log_verb, r->log_res,
+                                      toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 0,
+                                      r->start_us, ks_now_us());
         for (size_t i = 0; i < r->n_warn; i++)
                 free(r->warnings[i]);
         free(r->url);

@@ -45,7 +45,24 @@ struct stat_row {
         uint64_t count;
 };
 
+#define LOG_CAP 4096
+
+struct log_row {
+        uint64_t seq;
+        char user[64];
+        char method[12];
+        char path[256];
+        char verb[24];
+        char res[48];
+        int status;
+        int64_t start_us, end_us;
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct log_row request_log[LOG_CAP];
+static uint64_t log_seq; /* rows 1..log_seq were written; the last LOG_CAP are kept */
+static int64_t started_us;
+static uint64_t generation;
 static int64_t latency_ms;
 static char latency_prefix[256];
 static struct error_fault err;
@@ -154,6 +171,62 @@ void ks_faults_on_request(const char *user, const char *method, const char *path
                 d->retry_after = err.retry_after;
         }
         pthread_mutex_unlock(&lock);
+}
+
+void ks_faults_log_request(const char *user, const char *method, const char *path, const char *verb,
+                           const char *res, int status, int64_t start_us, int64_t end_us)
+{
+        pthread_mutex_lock(&lock);
+        struct log_row *row = &request_log[log_seq % LOG_CAP];
+        row->seq = ++log_seq;
+        snprintf(row->user, sizeof(row->user), "%s", user);
+        snprintf(row->method, sizeof(row->method), "%s", method);
+        snprintf(row->path, sizeof(row->path), "%s", path);
+        snprintf(row->verb, sizeof(row->verb), "%s", verb);
+        snprintf(row->res, sizeof(row->res), "%s", res);
+        row->status = status;
+        row->start_us = start_us;
+        row->end_us = end_us;
+        pthread_mutex_unlock(&lock);
+}
+
+uint64_t ks_faults_generation(void)
+{
+        pthread_mutex_lock(&lock);
+        uint64_t g = generation;
+        pthread_mutex_unlock(&lock);
+        return g;
+}
+
+/* The log rows after `since`, oldest first, as JSON (caller frees). */
+static char *log_json(uint64_t since)
+{
+        cJSON *root = cJSON_CreateObject();
+        cJSON *rows = cJSON_AddArrayToObject(root, "requests");
+
+        pthread_mutex_lock(&lock);
+        uint64_t first = log_seq > LOG_CAP ? log_seq - LOG_CAP + 1 : 1;
+        if (since + 1 > first)
+                first = since + 1;
+        for (uint64_t seq = first; seq <= log_seq; seq++) {
+                const struct log_row *row = &request_log[(seq - 1) % LOG_CAP];
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddNumberToObject(o, "seq", (double)row->seq);
+                cJSON_AddNumberToObject(o, "start_ms", (double)(row->start_us - started_us) / 1000);
+                cJSON_AddNumberToObject(o, "end_ms", (double)(row->end_us - started_us) / 1000);
+                cJSON_AddStringToObject(o, "user", row->user);
+                cJSON_AddStringToObject(o, "method", row->method);
+                cJSON_AddStringToObject(o, "path", row->path);
+                cJSON_AddStringToObject(o, "verb", row->verb);
+                cJSON_AddStringToObject(o, "resource", row->res);
+                cJSON_AddNumberToObject(o, "status", row->status);
+                cJSON_AddItemToArray(rows, o);
+        }
+        cJSON_AddNumberToObject(root, "last", (double)log_seq);
+        pthread_mutex_unlock(&lock);
+        char *s = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        return s;
 }
 
 /* ---- control endpoint ------------------------------------------------------------------- */
@@ -347,6 +420,24 @@ static enum MHD_Result control_handler(void *cls, struct MHD_Connection *c, cons
                 pthread_mutex_unlock(&lock);
                 return reply(c, 200, msg("{\"status\":\"%s\"}", "ok"));
         }
+        if (streq(url, "/requests") && streq(method, "GET")) {
+                const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+                return reply(c, 200, log_json(since ? strtoull(since, NULL, 10) : 0));
+        }
+        if (streq(url, "/restart") && streq(method, "POST")) {
+                /* As a kube-apiserver restart: open watches are cut, the new watch cache
+                 * starts now, so older resourceVersions are too old. */
+                pthread_mutex_lock(&lock);
+                generation++;
+                pthread_mutex_unlock(&lock);
+                ks_store_lock();
+                /* The new cache starts after the last write: even the newest object's own
+                 * resourceVersion is too old now (as after a real restart), a LIST's is not. */
+                ks_store_next_rv();
+                ks_store_compact();
+                ks_store_unlock();
+                return reply(c, 200, msg("{\"status\":\"%s\"}", "ok"));
+        }
         if (streq(url, "/compact") && streq(method, "POST")) {
                 ks_store_lock();
                 ks_store_compact();
@@ -392,6 +483,7 @@ struct MHD_Daemon *ks_control_start(uint16_t port)
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
 
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        started_us = ks_now_us();
         return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, port, NULL,
                                 NULL, control_handler, NULL, MHD_OPTION_SOCK_ADDR, &a,
                                 MHD_OPTION_NOTIFY_COMPLETED, control_done, NULL,

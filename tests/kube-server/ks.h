@@ -137,6 +137,16 @@ struct ks_fault_decision {
 void ks_faults_on_request(const char *user, const char *method, const char *path, const char *verb,
                           const char *res, struct ks_fault_decision *d);
 
+/*
+ * Append a finished request to the request log (GET /requests on the control port): `status`
+ * 0 for a dropped connection, times from ks_now_us().
+ */
+void ks_faults_log_request(const char *user, const char *method, const char *path, const char *verb,
+                           const char *res, int status, int64_t start_us, int64_t end_us);
+
+/* Bumped by POST /restart: watches opened before it end as when kube-apiserver restarts. */
+uint64_t ks_faults_generation(void);
+
 /* True while requests and watches of `user` are partitioned away. */
 bool ks_faults_partitioned(const char *user);
 

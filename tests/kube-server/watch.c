@@ -20,6 +20,7 @@ struct stream {
         char *user;
         cJSON *(*convert)(const cJSON *stored);
         uint64_t last_rv;
+        uint64_t generation;
         int64_t deadline_us;
         char *buf; /* pending output */
         size_t len, off;
@@ -110,7 +111,8 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
                 }
                 if (s->end_after_buf || ks_stopping() || ks_now_us() >= s->deadline_us)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                if (s->user && ks_faults_partitioned(s->user))
+                if ((s->user && ks_faults_partitioned(s->user)) ||
+                    ks_faults_generation() != s->generation)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 ks_store_lock();
                 if (s->last_rv < ks_store_history_floor()) {
@@ -177,6 +179,7 @@ enum MHD_Result ks_watch_serve(struct MHD_Connection *c, const struct ks_watch_r
         free(err);
         s->user = dup_or_null(w->user);
         s->convert = w->convert;
+        s->generation = ks_faults_generation();
         s->deadline_us = ks_now_us() + (int64_t)w->timeout_s * 1000000;
 
         ks_store_lock();
