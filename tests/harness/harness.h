@@ -184,6 +184,15 @@ void th_kube_restart(const struct th_kube *k);
  */
 char *th_kube_request_log(const struct th_kube *k, unsigned long long since);
 
+/*
+ * Create, as admin, the objects of a multi-document YAML file (such as the rendered Helm chart,
+ * deploy/persistd.yaml) that the server serves: Role, RoleBinding, ClusterRole,
+ * ClusterRoleBinding, Secret, ConfigMap, Pod, Lease, Namespace; other kinds are skipped.
+ * Namespaced objects without metadata.namespace go to `ns`. Returns how many were created;
+ * aborts the test when the file cannot be read or the server refuses an object.
+ */
+int th_kube_apply_yaml(const struct th_kube *k, const char *path, const char *ns);
+
 /* Reset the request statistics. */
 void th_kube_reset_stats(const struct th_kube *k);
 

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <yaml.h>
 
 #include "harness.h"
 
@@ -452,4 +453,133 @@ long long th_kube_stat(const struct th_kube *k, const char *user, const char *ke
         cJSON_Delete(doc);
         free(out);
         return v;
+}
+
+/* ---- YAML manifests ------------------------------------------------------------------------ */
+
+static bool plain_number(const char *v)
+{
+        const char *p = v;
+        if (*p == '-' || *p == '+')
+                p++;
+        if (!*p)
+                return false;
+        for (; *p; p++)
+                if (*p < '0' || *p > '9')
+                        return false;
+        return strlen(v) < 16;
+}
+
+/* A YAML node as JSON, with the YAML 1.1 plain-scalar types Kubernetes manifests use. */
+static cJSON *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth)
+{
+        if (!node || depth > 64)
+                return cJSON_CreateNull();
+        switch (node->type) {
+        case YAML_SCALAR_NODE: {
+                const char *v = (const char *)node->data.scalar.value;
+                if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+                        if (!*v || strcmp(v, "null") == 0 || strcmp(v, "~") == 0)
+                                return cJSON_CreateNull();
+                        if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+                                return cJSON_CreateBool(v[0] == 't');
+                        if (plain_number(v))
+                                return cJSON_CreateNumber(strtod(v, NULL));
+                }
+                return cJSON_CreateString(v);
+        }
+        case YAML_SEQUENCE_NODE: {
+                cJSON *a = cJSON_CreateArray();
+                for (yaml_node_item_t *i = node->data.sequence.items.start;
+                     i < node->data.sequence.items.top; i++)
+                        cJSON_AddItemToArray(
+                            a, yaml_to_json(doc, yaml_document_get_node(doc, *i), depth + 1));
+                return a;
+        }
+        case YAML_MAPPING_NODE: {
+                cJSON *o = cJSON_CreateObject();
+                for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+                     p < node->data.mapping.pairs.top; p++) {
+                        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+                        if (!key || key->type != YAML_SCALAR_NODE)
+                                continue;
+                        cJSON_AddItemToObject(
+                            o, (const char *)key->data.scalar.value,
+                            yaml_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1));
+                }
+                return o;
+        }
+        default:
+                return cJSON_CreateNull();
+        }
+}
+
+static const struct {
+        const char *kind;
+        const char *prefix; /* API path before the namespace part */
+        const char *res;
+        bool namespaced;
+} manifest_kinds[] = {
+    {"Role", "/apis/rbac.authorization.k8s.io/v1", "roles", true},
+    {"RoleBinding", "/apis/rbac.authorization.k8s.io/v1", "rolebindings", true},
+    {"ClusterRole", "/apis/rbac.authorization.k8s.io/v1", "clusterroles", false},
+    {"ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", false},
+    {"Secret", "/api/v1", "secrets", true},
+    {"ConfigMap", "/api/v1", "configmaps", true},
+    {"Pod", "/api/v1", "pods", true},
+    {"Lease", "/apis/coordination.k8s.io/v1", "leases", true},
+    {"Namespace", "/api/v1", "namespaces", false},
+};
+
+int th_kube_apply_yaml(const struct th_kube *k, const char *path, const char *ns)
+{
+        FILE *f = fopen(path, "re");
+        yaml_parser_t parser;
+        int created = 0;
+
+        if (!f)
+                th_die("cannot read %s: %s", path, strerror(errno));
+        yaml_parser_initialize(&parser);
+        yaml_parser_set_input_file(&parser, f);
+        for (;;) {
+                yaml_document_t doc;
+                if (!yaml_parser_load(&parser, &doc))
+                        th_die("%s: YAML error: %s", path, parser.problem ? parser.problem : "?");
+                yaml_node_t *root = yaml_document_get_root_node(&doc);
+                if (!root) {
+                        yaml_document_delete(&doc);
+                        break;
+                }
+                cJSON *obj = yaml_to_json(&doc, root, 0);
+                yaml_document_delete(&doc);
+                const char *kind =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "kind"));
+                const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+                const char *ons =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "namespace"));
+                for (size_t i = 0; kind && i < sizeof(manifest_kinds) / sizeof(manifest_kinds[0]);
+                     i++) {
+                        if (strcmp(kind, manifest_kinds[i].kind) != 0)
+                                continue;
+                        char *url = manifest_kinds[i].namespaced
+                                        ? xasprintf("%s/namespaces/%s/%s", manifest_kinds[i].prefix,
+                                                    ons && *ons ? ons : ns, manifest_kinds[i].res)
+                                        : xasprintf("%s/%s", manifest_kinds[i].prefix,
+                                                    manifest_kinds[i].res);
+                        char *body = cJSON_PrintUnformatted(obj), *out = NULL;
+                        long st = th_kube_request(k, k->admin_token, "POST", url,
+                                                  "application/json", body, &out);
+                        if (st != 201)
+                                th_die("%s: the server refused a %s: HTTP %ld %s", path, kind, st,
+                                       out);
+                        created++;
+                        free(out);
+                        free(body);
+                        free(url);
+                }
+                cJSON_Delete(obj);
+        }
+        yaml_parser_delete(&parser);
+        fclose(f);
+        return created;
 }

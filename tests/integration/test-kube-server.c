@@ -1267,6 +1267,64 @@ static void test_restart_and_request_log(void **state)
         th_kube_stop(&k);
 }
 
+/* The Role and RoleBinding of the rendered Helm chart, enforced for its service account. */
+static void test_chart_rbac(void **state)
+{
+        struct th_kube k;
+        struct th_kube_options o = {.user = "system:serviceaccount:persistd:persistd",
+                                    .namespace = "persistd"};
+        const char *root = getenv("SOURCE_ROOT");
+        char *manifest = xasprintf("%s/deploy/persistd.yaml", root ? root : ".");
+
+        th_kube_start(&k, &o);
+        const char *leases = "/apis/coordination.k8s.io/v1/namespaces/persistd/leases";
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", leases, NULL, NULL, NULL), 403);
+        /* the ConfigMap, the Role and the RoleBinding; the rest is not served */
+        assert_int_equal(th_kube_apply_yaml(&k, manifest, "persistd"), 3);
+
+        char *body = xasprintf(lease_body, "persistd-leader", "persistd-0");
+        assert_int_equal(
+            th_kube_request(&k, k.user_token, "POST", leases, "application/json", body, NULL), 201);
+        free(body);
+        body = xasprintf(lease_body, "other", "persistd-0");
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "POST", leases, "application/json", body, NULL),
+            201);
+        free(body);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET", leases, NULL, NULL, NULL), 200);
+        char *path = xasprintf("%s/persistd-leader", leases);
+        char *rv = current_rv(&k, path);
+        body = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                         "\"metadata\":{\"name\":\"persistd-leader\",\"resourceVersion\":"
+                         "\"%s\"},\"spec\":{\"holderIdentity\":\"persistd-1\"}}",
+                         rv);
+        assert_int_equal(
+            th_kube_request(&k, k.user_token, "PUT", path, "application/json", body, NULL), 200);
+        free(body);
+        free(rv);
+        free(path);
+        path = xasprintf("%s/other", leases);
+        rv = current_rv(&k, path);
+        body = xasprintf("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                         "\"metadata\":{\"name\":\"other\",\"resourceVersion\":\"%s\"},"
+                         "\"spec\":{\"holderIdentity\":\"persistd-1\"}}",
+                         rv);
+        assert_int_equal(
+            th_kube_request(&k, k.user_token, "PUT", path, "application/json", body, NULL), 403);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET",
+                                         "/api/v1/namespaces/persistd/events", NULL, NULL, NULL),
+                         403);
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET",
+                                         "/api/v1/namespaces/persistd/pods?labelSelector=a%3Db",
+                                         NULL, NULL, NULL),
+                         200);
+        free(body);
+        free(rv);
+        free(path);
+        free(manifest);
+        th_kube_stop(&k);
+}
+
 static void test_plain_http_and_kubeconfig(void **state)
 {
         struct th_kube k, t;
@@ -1312,6 +1370,7 @@ int main(void)
             cmocka_unit_test(test_watch_compaction_and_history),
             cmocka_unit_test(test_concurrent_compare_and_set),
             cmocka_unit_test(test_restart_and_request_log),
+            cmocka_unit_test(test_chart_rbac),
             cmocka_unit_test(test_plain_http_and_kubeconfig),
         };
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -152,7 +152,7 @@ static bool rule_allows(const cJSON *rule, const char *verb, const char *group, 
         return *name && list_has(names, name, false);
 }
 
-static bool subject_matches(const cJSON *subjects, const struct ks_user *u)
+static bool subject_matches(const cJSON *subjects, const struct ks_user *u, const char *bns)
 {
         const cJSON *s;
         cJSON_ArrayForEach(s, subjects)
@@ -165,6 +165,19 @@ static bool subject_matches(const cJSON *subjects, const struct ks_user *u)
                         continue;
                 if (streq(kind, "User") && streq(name, u->name))
                         return true;
+                if (streq(kind, "ServiceAccount")) {
+                        /* A service account authenticates as system:serviceaccount:NS:NAME. */
+                        const char *ns =
+                            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "namespace"));
+                        char sa[512];
+                        snprintf(sa, sizeof(sa), "system:serviceaccount:%s:%s",
+                                 ns && *ns ? ns
+                                 : bns     ? bns
+                                           : "",
+                                 name);
+                        if (streq(sa, u->name))
+                                return true;
+                }
                 if (streq(kind, "Group"))
                         for (size_t i = 0; i < u->n_groups; i++)
                                 if (streq(name, u->groups[i]))
@@ -194,7 +207,7 @@ static void check_binding(cJSON *b, void *ctx)
         const cJSON *role = NULL, *rule;
 
         if (a->allowed || !rkind || !rname || !bname ||
-            !subject_matches(cJSON_GetObjectItemCaseSensitive(b, "subjects"), a->u))
+            !subject_matches(cJSON_GetObjectItemCaseSensitive(b, "subjects"), a->u, bns))
                 return;
         if (streq(rkind, "Role") && bns)
                 role = ks_store_get("roles", bns, rname);
