@@ -76,6 +76,7 @@ struct req {
         char log_verb[24];
         char log_res[48];
         char log_method[16];
+        bool pretty;
 };
 
 /* ---- answers ------------------------------------------------------------------------------ */
@@ -116,13 +117,20 @@ static void chunked_free(void *cls)
  * as Go's net/http does for a handler that does not set Content-Length. */
 static enum MHD_Result send_json(struct req *r, unsigned code, cJSON *obj)
 {
-        char *json = cJSON_PrintUnformatted(obj);
+        char *json = ks_print(obj);
         struct MHD_Response *resp;
         size_t n;
 
         cJSON_Delete(obj);
         if (!json)
                 return MHD_NO;
+        if (r->pretty) {
+                char *p = ks_pretty(json);
+                free(json);
+                if (!p)
+                        return MHD_NO;
+                json = p;
+        }
         n = strlen(json);
         char *body = realloc(json, n + 2);
         if (!body) {
@@ -1804,7 +1812,7 @@ static enum MHD_Result send_fault(struct req *r, const struct ks_fault_decision 
                 cJSON_AddNumberToObject(det, "retryAfterSeconds", d->retry_after);
                 cJSON_AddItemToObject(s, "code", code);
         }
-        char *json = cJSON_PrintUnformatted(s);
+        char *json = ks_print(s);
         cJSON_Delete(s);
         if (!json)
                 return MHD_NO;
@@ -1846,6 +1854,11 @@ static enum MHD_Result route(struct req *r)
         const char *ua = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "User-Agent");
         snprintf(r->manager, sizeof(r->manager), "%.*s", ua && *ua ? (int)strcspn(ua, "/") : 7,
                  ua && *ua ? ua : "unknown");
+        /* kube-apiserver indents for browsers and command-line tools, or when asked to. */
+        const char *pretty = query(r, "pretty");
+        r->pretty = pretty ? (streq(pretty, "true") || streq(pretty, "1"))
+                           : ua && (strncmp(ua, "curl", 4) == 0 || strncmp(ua, "Wget", 4) == 0 ||
+                                    strncmp(ua, "Mozilla/5.0", 11) == 0);
         const char *fv = query(r, "fieldValidation");
         r->strict = fv && streq(fv, "Strict");
 

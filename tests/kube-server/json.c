@@ -13,6 +13,113 @@
 
 #include "ks.h"
 
+char *ks_print(const cJSON *j)
+{
+        char *raw = cJSON_PrintUnformatted(j);
+        size_t extra = 0;
+
+        if (!raw)
+                return NULL;
+        for (const char *p = raw; *p; p++)
+                extra += (*p == '<' || *p == '>' || *p == '&') ? 5 : 0;
+        if (!extra)
+                return raw;
+        /* These characters only occur inside strings in cJSON's output. */
+        char *out = malloc(strlen(raw) + extra + 1), *w = out;
+        if (!out) {
+                free(raw);
+                return NULL;
+        }
+        for (const char *p = raw; *p; p++) {
+                if (*p == '<' || *p == '>' || *p == '&')
+                        w += sprintf(w, "\\u00%s", *p == '<' ? "3c" : *p == '>' ? "3e" : "26");
+                else
+                        *w++ = *p;
+        }
+        *w = '\0';
+        free(raw);
+        return out;
+}
+
+char *ks_pretty(const char *json)
+{
+        size_t n = strlen(json), cap = n * 4 + 64, len = 0;
+        char *out = malloc(cap);
+        int depth = 0;
+        bool in_str = false;
+
+        if (!out)
+                return NULL;
+#define PUT(c)                                                                                     \
+        do {                                                                                       \
+                if (len + 1 >= cap) {                                                              \
+                        cap *= 2;                                                                  \
+                        char *grown = realloc(out, cap);                                           \
+                        if (!grown) {                                                              \
+                                free(out);                                                         \
+                                return NULL;                                                       \
+                        }                                                                          \
+                        out = grown;                                                               \
+                }                                                                                  \
+                out[len++] = (c);                                                                  \
+        } while (0)
+#define NEWLINE()                                                                                  \
+        do {                                                                                       \
+                PUT('\n');                                                                         \
+                for (int d_ = 0; d_ < depth; d_++) {                                               \
+                        PUT(' ');                                                                  \
+                        PUT(' ');                                                                  \
+                }                                                                                  \
+        } while (0)
+        for (size_t i = 0; i < n; i++) {
+                char c = json[i];
+                if (in_str) {
+                        PUT(c);
+                        if (c == '\\' && i + 1 < n)
+                                PUT(json[++i]);
+                        else if (c == '"')
+                                in_str = false;
+                        continue;
+                }
+                switch (c) {
+                case '"':
+                        in_str = true;
+                        PUT(c);
+                        break;
+                case '{':
+                case '[':
+                        PUT(c);
+                        if (i + 1 < n && (json[i + 1] == '}' || json[i + 1] == ']')) {
+                                PUT(json[++i]);
+                                break;
+                        }
+                        depth++;
+                        NEWLINE();
+                        break;
+                case '}':
+                case ']':
+                        depth--;
+                        NEWLINE();
+                        PUT(c);
+                        break;
+                case ',':
+                        PUT(c);
+                        NEWLINE();
+                        break;
+                case ':':
+                        PUT(c);
+                        PUT(' ');
+                        break;
+                default:
+                        PUT(c);
+                }
+        }
+#undef PUT
+#undef NEWLINE
+        out[len] = '\0';
+        return out;
+}
+
 cJSON *ks_status(int code, const char *reason, const char *message, cJSON *details)
 {
         cJSON *s = cJSON_CreateObject();

@@ -155,6 +155,15 @@ struct MHD_Daemon *ks_control_start(uint16_t port);
 
 /* ---- json.c: Status bodies, times, validation, patches, selectors ---------------------- */
 
+/*
+ * Compact JSON as Go's encoder writes it: cJSON's text with <, > and & escaped as \u003c,
+ * \u003e and \u0026. Caller frees; NULL only when out of memory.
+ */
+char *ks_print(const cJSON *j);
+
+/* The compact text `json` indented as Go's json.Indent(prefix "", indent "  "). Caller frees. */
+char *ks_pretty(const char *json);
+
 /* A kube Status object (details taken, may be NULL: omitted; reason may be NULL). */
 cJSON *ks_status(int code, const char *reason, const char *message, cJSON *details);
 

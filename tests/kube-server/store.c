@@ -155,7 +155,7 @@ static void record(const char *res, const char *ns, const char *name, const cJSO
         e->ns = xstrdup(ns);
         e->name = xstrdup(name);
         e->type = type;
-        e->json = cJSON_PrintUnformatted(obj);
+        e->json = ks_print(obj);
         if (!e->json)
                 abort();
         pthread_cond_broadcast(&changed);

@@ -230,13 +230,28 @@ static void test_status(void **state)
         cJSON_Delete(s);
 }
 
+static void test_print_and_pretty(void **state)
+{
+        cJSON *o = cJSON_Parse("{\"a\":\"x<y & z>\",\"b\":{},\"c\":[],\"d\":[1,{\"e\":\":,{\"}]}");
+        char *s = ks_print(o);
+        assert_string_equal(s, "{\"a\":\"x\\u003cy \\u0026 z\\u003e\",\"b\":{},\"c\":[],\"d\":"
+                               "[1,{\"e\":\":,{\"}]}");
+        char *p = ks_pretty(s);
+        assert_string_equal(p, "{\n  \"a\": \"x\\u003cy \\u0026 z\\u003e\",\n  \"b\": {},\n"
+                               "  \"c\": [],\n  \"d\": [\n    1,\n    {\n      \"e\": \":,{\"\n"
+                               "    }\n  ]\n}");
+        free(p);
+        free(s);
+        cJSON_Delete(o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_microtime),       cmocka_unit_test(test_names_and_labels),
             cmocka_unit_test(test_merge_patch),     cmocka_unit_test(test_json_patch),
             cmocka_unit_test(test_label_selectors), cmocka_unit_test(test_field_selectors),
-            cmocka_unit_test(test_status),
+            cmocka_unit_test(test_status),          cmocka_unit_test(test_print_and_pretty),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

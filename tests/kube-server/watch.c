@@ -41,7 +41,7 @@ static void append(struct stream *s, const char *text, size_t n)
 static void append_event(struct stream *s, const char *type, const cJSON *obj)
 {
         cJSON *conv = s->convert ? s->convert(obj) : NULL;
-        char *json = cJSON_PrintUnformatted(conv ? conv : obj);
+        char *json = ks_print(conv ? conv : obj);
         char *line;
         int n;
 
