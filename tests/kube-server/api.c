@@ -391,134 +391,337 @@ static const char *const meta_keys[] = {"name",
                                         "managedFields",
                                         NULL};
 
-/* The managedFields entry of `obj`'s fields for `manager`: top-level fields two deep. */
-static cJSON *fields_v1(const cJSON *obj)
-{
-        cJSON *f = cJSON_CreateObject();
-        const cJSON *meta = item(obj, "metadata");
-        const char *maps[] = {"annotations", "labels"};
-        cJSON *fm = NULL;
+static cJSON *event_to_new(const cJSON *stored);
 
+/* A set of fieldsV1 leaf paths, members joined by 0x1f ("f:spec", "f:renewTime"). */
+struct leafset {
+        char **paths;
+        size_t n;
+};
+
+static void leafset_add(struct leafset *s, const char *path)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (streq(s->paths[i], path))
+                        return;
+        char **n = realloc(s->paths, (s->n + 1) * sizeof(*n));
+        if (!n)
+                abort();
+        s->paths = n;
+        s->paths[s->n++] = fmt("%s", path);
+}
+
+static bool leafset_has(const struct leafset *s, const char *path)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (streq(s->paths[i], path))
+                        return true;
+        return false;
+}
+
+static void leafset_release(struct leafset *s)
+{
+        for (size_t i = 0; i < s->n; i++)
+                free(s->paths[i]);
+        free(s->paths);
+        *s = (struct leafset){0};
+}
+
+/* The leaves of a fieldsV1 tree, "." markers included. */
+static void leaves_of(const cJSON *fv, const char *prefix, struct leafset *out)
+{
+        for (const cJSON *c = fv ? fv->child : NULL; c; c = c->next) {
+                char *path = *prefix ? fmt("%s\x1f%s", prefix, c->string) : fmt("%s", c->string);
+                if (c->child)
+                        leaves_of(c, path, out);
+                else
+                        leafset_add(out, path);
+                free(path);
+        }
+}
+
+/*
+ * How the members of an object become fields, as structured-merge-diff tracks them for the
+ * kinds served: a leaf, a struct of leaves, a map or pointer struct (with its "." marker), a
+ * list keyed by "name", or not tracked (set by admission, not by the request).
+ */
+enum fmode { F_DEFAULT, F_LEAF, F_STRUCT, F_DOT, F_KEYED, F_SKIP };
+
+static const struct {
+        enum ktype type;
+        const char *path;
+        enum fmode mode;
+} frules[] = {
+    {K_POD, "spec.containers", F_KEYED},
+    {K_POD, "spec.initContainers", F_KEYED},
+    {K_POD, "spec.tolerations", F_SKIP},
+    {K_POD, "spec.priority", F_SKIP},
+    {K_POD, "spec.preemptionPolicy", F_SKIP},
+    {K_NAMESPACE, "spec", F_SKIP},
+    {K_EVENT_CORE, "involvedObject", F_LEAF},
+    {K_EVENT_CORE, "related", F_LEAF},
+    {K_EVENT_NEW, "regarding", F_LEAF},
+    {K_EVENT_NEW, "related", F_LEAF},
+    {K_BINDING, "roleRef", F_LEAF},
+    {K_BINDING, "subjects", F_LEAF},
+    {K_SECRET, "data", F_DOT},
+    {K_GENERIC, "data", F_DOT},
+    {K_GENERIC, "spec.resourceAttributes", F_DOT},
+};
+
+static enum fmode fmode_of(enum ktype type, const char *path, int depth, const cJSON *v)
+{
+        for (size_t i = 0; i < ELEMENTSOF(frules); i++)
+                if (frules[i].type == type && streq(frules[i].path, path))
+                        return frules[i].mode;
+        /* top-level structs are tracked member by member, anything deeper as a whole */
+        return depth == 0 && cJSON_IsObject(v) ? F_STRUCT : F_LEAF;
+}
+
+static void member_leaves(enum ktype type, const cJSON *obj, const char *jpath, const char *fpath,
+                          int depth, struct leafset *out)
+{
+        bool events = type == K_EVENT_CORE || type == K_EVENT_NEW;
+
+        for (const cJSON *v = obj->child; v; v = v->next) {
+                if (cJSON_IsNull(v) || (events && cJSON_IsString(v) && !*v->valuestring))
+                        continue; /* zero values are not fields */
+                if (depth == 0 && (streq(v->string, "kind") || streq(v->string, "apiVersion") ||
+                                   streq(v->string, "metadata") || streq(v->string, "status")))
+                        continue;
+                _cleanup_free_ char *jp =
+                    *jpath ? fmt("%s.%s", jpath, v->string) : fmt("%s", v->string);
+                _cleanup_free_ char *fp = *fpath ? fmt("%s\x1f"
+                                                       "f:%s",
+                                                       fpath, v->string)
+                                                 : fmt("f:%s", v->string);
+                switch (fmode_of(type, jp, depth, v)) {
+                case F_SKIP:
+                        break;
+                case F_DEFAULT:
+                case F_LEAF:
+                        leafset_add(out, fp);
+                        break;
+                case F_DOT:
+                case F_STRUCT:
+                        if (!cJSON_IsObject(v)) {
+                                leafset_add(out, fp);
+                                break;
+                        }
+                        if (fmode_of(type, jp, depth, v) == F_DOT) {
+                                char *dot = fmt("%s\x1f.", fp);
+                                leafset_add(out, dot);
+                                free(dot);
+                        }
+                        member_leaves(type, v, jp, fp, depth + 1, out);
+                        break;
+                case F_KEYED: {
+                        const cJSON *e;
+                        cJSON_ArrayForEach(e, v)
+                        {
+                                const char *name = str(e, "name");
+                                if (!name)
+                                        continue;
+                                cJSON *key = cJSON_CreateObject();
+                                cJSON_AddStringToObject(key, "name", name);
+                                char *ks = cJSON_PrintUnformatted(key);
+                                cJSON_Delete(key);
+                                char *ep = fmt("%s\x1fk:%s", fp, ks);
+                                char *dot = fmt("%s\x1f.", ep);
+                                leafset_add(out, dot);
+                                /* an element's members are leaves */
+                                for (const cJSON *m = e->child; m; m = m->next) {
+                                        char *mp = fmt("%s\x1f"
+                                                       "f:%s",
+                                                       ep, m->string);
+                                        if (!cJSON_IsNull(m))
+                                                leafset_add(out, mp);
+                                        free(mp);
+                                }
+                                free(dot);
+                                free(ep);
+                                free(ks);
+                        }
+                        break;
+                }
+                }
+        }
+}
+
+/* The fields set in an object (as its API version shows it). */
+static void object_leaves(enum ktype type, const cJSON *view, struct leafset *out)
+{
+        const cJSON *meta = item(view, "metadata");
+        static const char *const maps[] = {"annotations", "labels"};
+
+        if (str(meta, "generateName"))
+                leafset_add(out, "f:metadata\x1f"
+                                 "f:generateName");
         for (size_t i = 0; i < ELEMENTSOF(maps); i++) {
                 const cJSON *m = item(meta, maps[i]);
                 if (!cJSON_IsObject(m) || !m->child)
                         continue;
-                if (!fm)
-                        fm = cJSON_AddObjectToObject(f, "f:metadata");
-                char key[64];
-                snprintf(key, sizeof(key), "f:%s", maps[i]);
-                cJSON *fl = cJSON_AddObjectToObject(fm, key);
-                cJSON_AddObjectToObject(fl, ".");
-                /* fieldsV1 keys are sorted */
-                size_t n = (size_t)cJSON_GetArraySize(m);
-                const char **names = calloc(n, sizeof(*names));
-                size_t j = 0;
-                for (const cJSON *l = m->child; l && names; l = l->next)
-                        names[j++] = l->string;
-                for (size_t a = 0; names && a < n; a++)
-                        for (size_t b = a + 1; b < n; b++)
-                                if (strcmp(names[b], names[a]) < 0) {
-                                        const char *t = names[a];
-                                        names[a] = names[b];
-                                        names[b] = t;
-                                }
-                for (size_t a = 0; names && a < n; a++) {
-                        char *k = fmt("f:%s", names[a]);
-                        cJSON_AddObjectToObject(fl, k);
-                        free(k);
-                }
-                free(names);
-        }
-        /* Top-level members other than the envelope, sorted, with their first-level keys. */
-        const char *tops[64];
-        size_t nt = 0;
-        for (const cJSON *v = obj->child; v && nt < ELEMENTSOF(tops); v = v->next)
-                if (!streq(v->string, "kind") && !streq(v->string, "apiVersion") &&
-                    !streq(v->string, "metadata") && !streq(v->string, "status") &&
-                    !cJSON_IsNull(v))
-                        tops[nt++] = v->string;
-        for (size_t a = 0; a < nt; a++)
-                for (size_t b = a + 1; b < nt; b++)
-                        if (strcmp(tops[b], tops[a]) < 0) {
-                                const char *t = tops[a];
-                                tops[a] = tops[b];
-                                tops[b] = t;
-                        }
-        for (size_t a = 0; a < nt; a++) {
-                const cJSON *v = item(obj, tops[a]);
-                if (cJSON_IsObject(v) && !v->child)
-                        continue; /* an empty struct sets no field */
-                char *k = fmt("f:%s", tops[a]);
-                cJSON *fv = cJSON_AddObjectToObject(f, k);
-                free(k);
-                if (!cJSON_IsObject(v))
-                        continue;
-                const char *subs[64];
-                size_t ns = 0;
-                for (const cJSON *s = v->child; s && ns < ELEMENTSOF(subs); s = s->next)
-                        if (!cJSON_IsNull(s))
-                                subs[ns++] = s->string;
-                for (size_t x = 0; x < ns; x++)
-                        for (size_t y = x + 1; y < ns; y++)
-                                if (strcmp(subs[y], subs[x]) < 0) {
-                                        const char *t = subs[x];
-                                        subs[x] = subs[y];
-                                        subs[y] = t;
-                                }
-                for (size_t x = 0; x < ns; x++) {
-                        char *sk = fmt("f:%s", subs[x]);
-                        cJSON_AddObjectToObject(fv, sk);
-                        free(sk);
+                char *dot = fmt("f:metadata\x1f"
+                                "f:%s\x1f.",
+                                maps[i]);
+                leafset_add(out, dot);
+                free(dot);
+                for (const cJSON *l = m->child; l; l = l->next) {
+                        char *p = fmt("f:metadata\x1f"
+                                      "f:%s\x1f"
+                                      "f:%s",
+                                      maps[i], l->string);
+                        leafset_add(out, p);
+                        free(p);
                 }
         }
-        if (!f->child) {
-                cJSON_Delete(f);
-                return NULL;
-        }
-        return f;
+        member_leaves(type, view, "", "", 0, out);
 }
 
-/* Refresh metadata.managedFields of `obj` after a write by `manager` through `api_version`. */
-static void managed_fields(cJSON *obj, const char *manager, const char *api_version)
+/* The member of `obj` a leaf path names, or NULL; "." names the container itself. */
+static const cJSON *value_at(const cJSON *obj, const char *path)
+{
+        const cJSON *node = obj;
+        const char *p = path;
+
+        while (node && *p) {
+                const char *sep = strchr(p, '\x1f');
+                size_t n = sep ? (size_t)(sep - p) : strlen(p);
+                char *key = fmt("%.*s", (int)n, p);
+                if (streq(key, ".")) {
+                        /* the container */
+                } else if (strncmp(key, "k:", 2) == 0) {
+                        cJSON *want = cJSON_Parse(key + 2);
+                        const cJSON *e, *found = NULL;
+                        cJSON_ArrayForEach(e, node)
+                        {
+                                const char *want_name = str(want, "name");
+                                if (!found && want_name && str(e, "name") &&
+                                    streq(str(e, "name"), want_name))
+                                        found = e;
+                        }
+                        cJSON_Delete(want);
+                        node = found;
+                } else {
+                        node = item(node, key + 2);
+                }
+                free(key);
+                p += n + (sep ? 1 : 0);
+        }
+        return node;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The fieldsV1 tree of a set, keys sorted ("." sorts first). */
+static cJSON *tree_of(const struct leafset *s)
+{
+        cJSON *root = cJSON_CreateObject();
+        char **sorted = calloc(s->n ? s->n : 1, sizeof(*sorted));
+
+        if (!sorted)
+                abort();
+        memcpy(sorted, s->paths, s->n * sizeof(*sorted));
+        qsort(sorted, s->n, sizeof(*sorted), cmp_str);
+        for (size_t i = 0; i < s->n; i++) {
+                _cleanup_free_ char *copy = fmt("%s", sorted[i]);
+                cJSON *node = root;
+                char *save = NULL;
+                for (char *tok = strtok_r(copy, "\x1f", &save); tok;
+                     tok = strtok_r(NULL, "\x1f", &save)) {
+                        cJSON *next = item(node, tok);
+                        if (!next)
+                                next = cJSON_AddObjectToObject(node, tok);
+                        node = next;
+                }
+        }
+        free(sorted);
+        return root;
+}
+
+static cJSON *managed_entry(const char *manager, const char *api_version, const char *time,
+                            cJSON *fields)
+{
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "manager", manager);
+        cJSON_AddStringToObject(n, "operation", "Update");
+        cJSON_AddStringToObject(n, "apiVersion", api_version);
+        cJSON_AddStringToObject(n, "time", time);
+        cJSON_AddStringToObject(n, "fieldsType", "FieldsV1");
+        cJSON_AddItemToObject(n, "fieldsV1", fields);
+        return n;
+}
+
+/*
+ * Refresh metadata.managedFields of `obj` after a write by `manager` through `api_version`,
+ * `old` being the state before (NULL for a create). As for an Update in kube: the writer owns
+ * what it changed (and keeps what it owned that still exists); the others lose the fields that
+ * changed; an entry without fields disappears.
+ */
+static void managed_fields(cJSON *obj, const cJSON *old_obj, enum ktype type, const char *manager,
+                           const char *api_version)
 {
         cJSON *meta = item(obj, "metadata");
-        cJSON *old = cJSON_DetachItemFromObjectCaseSensitive(meta, "managedFields");
-        cJSON *fields = fields_v1(obj);
+        cJSON *entries = cJSON_DetachItemFromObjectCaseSensitive(meta, "managedFields");
+        /* events.k8s.io writers own fields of that version's shape */
+        _cleanup_json_ cJSON *view = type == K_EVENT_NEW ? event_to_new(obj) : NULL;
+        _cleanup_json_ cJSON *old_view =
+            type == K_EVENT_NEW && old_obj ? event_to_new(old_obj) : NULL;
+        const cJSON *now_v = view ? view : obj, *old = old_view ? old_view : old_obj;
+        struct leafset all = {0}, changed = {0}, mine = {0};
         cJSON *list = cJSON_CreateArray();
+        int mine_at = -1;
         char now[32];
-        bool done = false;
 
         ks_time_now(now, sizeof(now));
-        for (cJSON *e = old ? old->child : NULL; e; e = e->next) {
-                if (streq(str(e, "manager") ? str(e, "manager") : "", manager)) {
-                        if (done || !fields)
-                                continue;
-                        done = true;
-                } else {
-                        cJSON_AddItemToArray(list, cJSON_Duplicate(e, true));
-                        continue;
+        object_leaves(type, now_v, &all);
+        for (size_t i = 0; i < all.n; i++) {
+                const char *p = all.paths[i];
+                size_t n = strlen(p);
+                const cJSON *was = old ? value_at(old, p) : NULL;
+                bool marker = n >= 2 && streq(p + n - 2, "\x1f.");
+                /* a "." changes hands only when its map or struct is new */
+                if (!was || (!marker && !cJSON_Compare(was, value_at(now_v, p), true)))
+                        leafset_add(&changed, p);
+        }
+        for (cJSON *e = entries ? entries->child : NULL; e; e = e->next) {
+                struct leafset owned = {0}, keep = {0};
+                leaves_of(item(e, "fieldsV1"), "", &owned);
+                bool is_mine = streq(str(e, "manager") ? str(e, "manager") : "", manager) &&
+                               streq(str(e, "operation") ? str(e, "operation") : "", "Update");
+                for (size_t i = 0; i < owned.n; i++)
+                        if (leafset_has(&all, owned.paths[i]) &&
+                            (is_mine || !leafset_has(&changed, owned.paths[i])))
+                                leafset_add(is_mine ? &mine : &keep, owned.paths[i]);
+                if (is_mine) {
+                        mine_at = cJSON_GetArraySize(list);
+                        cJSON_AddItemToArray(list, cJSON_CreateNull()); /* its place */
+                } else if (keep.n > 0) {
+                        cJSON *copy = cJSON_Duplicate(e, true);
+                        cJSON_ReplaceItemInObjectCaseSensitive(copy, "fieldsV1", tree_of(&keep));
+                        cJSON_AddItemToArray(list, copy);
                 }
-                cJSON *n = cJSON_CreateObject();
-                cJSON_AddStringToObject(n, "manager", manager);
-                cJSON_AddStringToObject(n, "operation", "Update");
-                cJSON_AddStringToObject(n, "apiVersion", api_version);
-                cJSON_AddStringToObject(n, "time", now);
-                cJSON_AddStringToObject(n, "fieldsType", "FieldsV1");
-                cJSON_AddItemToObject(n, "fieldsV1", cJSON_Duplicate(fields, true));
-                cJSON_AddItemToArray(list, n);
+                leafset_release(&owned);
+                leafset_release(&keep);
         }
-        if (!done && fields) {
-                cJSON *n = cJSON_CreateObject();
-                cJSON_AddStringToObject(n, "manager", manager);
-                cJSON_AddStringToObject(n, "operation", "Update");
-                cJSON_AddStringToObject(n, "apiVersion", api_version);
-                cJSON_AddStringToObject(n, "time", now);
-                cJSON_AddStringToObject(n, "fieldsType", "FieldsV1");
-                cJSON_AddItemToObject(n, "fieldsV1", cJSON_Duplicate(fields, true));
-                cJSON_AddItemToArray(list, n);
+        for (size_t i = 0; i < changed.n; i++)
+                leafset_add(&mine, changed.paths[i]);
+        if (mine.n > 0) {
+                cJSON *n = managed_entry(manager, api_version, now, tree_of(&mine));
+                if (mine_at >= 0)
+                        cJSON_ReplaceItemInArray(list, mine_at, n);
+                else
+                        cJSON_AddItemToArray(list, n);
+        } else if (mine_at >= 0) {
+                cJSON_DeleteItemFromArray(list, mine_at);
         }
-        cJSON_Delete(fields);
-        cJSON_Delete(old);
+        leafset_release(&all);
+        leafset_release(&changed);
+        leafset_release(&mine);
+        cJSON_Delete(entries);
         if (cJSON_GetArraySize(list) > 0)
                 cJSON_AddItemToObject(meta, "managedFields", list);
         else
@@ -1349,7 +1552,7 @@ static enum MHD_Result do_create(struct req *r, const struct kind *k, bool via_p
                 cJSON_Delete(o);
                 return send_status_obj(r, already_exists(k, name));
         }
-        managed_fields(o, r->manager, api_version(k));
+        managed_fields(o, NULL, k->type, r->manager, api_version(k));
         ks_store_next_rv();
         cJSON *reply = present(k, o);
         ks_store_put(k->store_res, k->namespaced ? r->ns : "", name, o, rv_new, "ADDED");
@@ -1412,7 +1615,7 @@ static enum MHD_Result commit_update(struct req *r, const struct kind *k, const 
         char rvs[32];
         snprintf(rvs, sizeof(rvs), "%llu", (unsigned long long)rv);
         set_str(item(next, "metadata"), "resourceVersion", rvs);
-        managed_fields(next, r->manager, api_version(k));
+        managed_fields(next, cur, k->type, r->manager, api_version(k));
         cJSON *reply = present(k, next);
         ks_store_put(k->store_res, k->namespaced ? r->ns : "", name, next, rv, "MODIFIED");
         ks_store_unlock();
@@ -1735,7 +1938,7 @@ static enum MHD_Result handle_access_review(struct req *r)
         cJSON *spec = cJSON_AddObjectToObject(o, "spec");
         if (ra)
                 cJSON_AddItemToObject(spec, "resourceAttributes", cJSON_Duplicate(ra, true));
-        managed_fields(o, r->manager, "authorization.k8s.io/v1");
+        managed_fields(o, NULL, K_GENERIC, r->manager, "authorization.k8s.io/v1");
         cJSON *st = cJSON_AddObjectToObject(o, "status");
         cJSON_AddBoolToObject(st, "allowed", ok);
         if (why)
