@@ -193,6 +193,15 @@ char *th_kube_request_log(const struct th_kube *k, unsigned long long since);
  */
 int th_kube_apply_yaml(const struct th_kube *k, const char *path, const char *ns);
 
+/*
+ * Seed objects in the harness namespace as admin: a Pod `name` (it stays Pending) with the
+ * labels of the JSON object `labels_json` (NULL: none), and a Secret `name` with one key whose
+ * value is `value` (stored base64-encoded in data, as kube does). Abort unless created.
+ */
+void th_kube_create_pod(const struct th_kube *k, const char *name, const char *labels_json);
+void th_kube_create_secret(const struct th_kube *k, const char *name, const char *key,
+                           const char *value);
+
 /* Reset the request statistics. */
 void th_kube_reset_stats(const struct th_kube *k);
 

@@ -430,6 +430,52 @@ char *th_kube_request_log(const struct th_kube *k, unsigned long long since)
         return out;
 }
 
+static void create_as_admin(const struct th_kube *k, const char *collection, cJSON *obj)
+{
+        char *path = xasprintf("/api/v1/namespaces/%s/%s", k->namespace, collection);
+        char *body = cJSON_PrintUnformatted(obj), *out = NULL;
+        long st = th_kube_request(k, k->admin_token, "POST", path, "application/json", body, &out);
+        if (st != 201)
+                th_die("kube-test-server refused to create %s: HTTP %ld %s", path, st, out);
+        free(out);
+        free(body);
+        free(path);
+        cJSON_Delete(obj);
+}
+
+void th_kube_create_pod(const struct th_kube *k, const char *name, const char *labels_json)
+{
+        cJSON *pod = cJSON_CreateObject();
+        cJSON_AddStringToObject(pod, "apiVersion", "v1");
+        cJSON_AddStringToObject(pod, "kind", "Pod");
+        cJSON *meta = cJSON_AddObjectToObject(pod, "metadata");
+        cJSON_AddStringToObject(meta, "name", name);
+        if (labels_json) {
+                cJSON *labels = cJSON_Parse(labels_json);
+                if (!cJSON_IsObject(labels))
+                        th_die("th_kube_create_pod: labels are not a JSON object: %s", labels_json);
+                cJSON_AddItemToObject(meta, "labels", labels);
+        }
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", "main");
+        cJSON_AddStringToObject(c, "image", "example.invalid/test:1");
+        cJSON *containers = cJSON_CreateArray();
+        cJSON_AddItemToArray(containers, c);
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(pod, "spec"), "containers", containers);
+        create_as_admin(k, "pods", pod);
+}
+
+void th_kube_create_secret(const struct th_kube *k, const char *name, const char *key,
+                           const char *value)
+{
+        cJSON *secret = cJSON_CreateObject();
+        cJSON_AddStringToObject(secret, "apiVersion", "v1");
+        cJSON_AddStringToObject(secret, "kind", "Secret");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(secret, "metadata"), "name", name);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(secret, "stringData"), key, value);
+        create_as_admin(k, "secrets", secret);
+}
+
 void th_kube_reset_stats(const struct th_kube *k)
 {
         if (th_kube_control(k, "POST", "/stats/reset", NULL, NULL) != 200)

@@ -1344,6 +1344,88 @@ static void test_chart_rbac(void **state)
         th_kube_stop(&k);
 }
 
+static void test_seeded_pods_and_secrets(void **state)
+{
+        struct th_kube k;
+        char *out = NULL;
+
+        th_kube_start(&k, NULL);
+        th_kube_create_pod(&k, "redis-0", "{\"app\":\"redis\",\"pool\":\"a\"}");
+        th_kube_create_pod(&k, "redis-1", "{\"app\":\"redis\",\"pool\":\"b\"}");
+        th_kube_create_pod(&k, "other", NULL);
+        th_kube_create_secret(&k, "redis-auth", "password", "s3cret!");
+
+        const char *pods = "/api/v1/namespaces/redis-system/pods";
+        struct {
+                const char *selector;
+                const char *names;
+        } selections[] = {
+            {"app%3Dredis", "redis-0,redis-1,"},
+            {"app%3Dredis%2Cpool%21%3Da", "redis-1,"},
+            {"pool+in+%28a%2Cc%29", "redis-0,"},
+            {"pool+notin+%28a%29", "other,redis-1,"},
+            {"%21pool", "other,"},
+            {"pool", "redis-0,redis-1,"},
+        };
+        for (size_t i = 0; i < sizeof(selections) / sizeof(selections[0]); i++) {
+                char *path = xasprintf("%s?labelSelector=%s", pods, selections[i].selector);
+                assert_int_equal(th_kube_request(&k, k.admin_token, "GET", path, NULL, NULL, &out),
+                                 200);
+                cJSON *list = cJSON_Parse(out);
+                char names[256] = "";
+                const cJSON *it;
+                cJSON_ArrayForEach(it, get(list, "items"))
+                {
+                        strcat(names, gets(get(it, "metadata"), "name"));
+                        strcat(names, ",");
+                }
+                assert_string_equal(names, selections[i].names);
+                cJSON_Delete(list);
+                free(out);
+                free(path);
+        }
+        /* a label patch as the leader label is set, seen by a selector at once */
+        assert_int_equal(th_kube_request(&k, k.admin_token, "PATCH",
+                                         "/api/v1/namespaces/redis-system/pods/redis-1",
+                                         "application/json-patch+json",
+                                         "[{\"op\":\"add\",\"path\":\"/metadata/labels/"
+                                         "persistd.io~1leader\",\"value\":\"true\"}]",
+                                         NULL),
+                         200);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET",
+                                         "/api/v1/namespaces/redis-system/pods?labelSelector="
+                                         "persistd.io%2Fleader%3Dtrue",
+                                         NULL, NULL, &out),
+                         200);
+        assert_non_null(strstr(out, "\"name\":\"redis-1\""));
+        assert_null(strstr(out, "\"name\":\"redis-0\""));
+        free(out);
+
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET",
+                                         "/api/v1/namespaces/redis-system/secrets/redis-auth", NULL,
+                                         NULL, &out),
+                         200);
+        cJSON *secret = cJSON_Parse(out);
+        assert_string_equal(gets(get(secret, "data"), "password"), "czNjcmV0IQ==");
+        assert_string_equal(gets(secret, "type"), "Opaque");
+        assert_null(get(secret, "stringData"));
+        cJSON_Delete(secret);
+        free(out);
+        /* the least-privilege user cannot read it */
+        assert_int_equal(th_kube_request(&k, k.user_token, "GET",
+                                         "/api/v1/namespaces/redis-system/secrets/redis-auth", NULL,
+                                         NULL, NULL),
+                         403);
+        /* nothing is created in a namespace that does not exist */
+        assert_int_equal(th_kube_request(&k, k.admin_token, "POST",
+                                         "/api/v1/namespaces/nowhere/pods", "application/json",
+                                         "{\"metadata\":{\"name\":\"p\"},\"spec\":{}}", &out),
+                         404);
+        assert_non_null(strstr(out, "namespaces \\\"nowhere\\\" not found"));
+        free(out);
+        th_kube_stop(&k);
+}
+
 static void test_plain_http_and_kubeconfig(void **state)
 {
         struct th_kube k, t;
@@ -1390,6 +1472,7 @@ int main(void)
             cmocka_unit_test(test_concurrent_compare_and_set),
             cmocka_unit_test(test_restart_and_request_log),
             cmocka_unit_test(test_chart_rbac),
+            cmocka_unit_test(test_seeded_pods_and_secrets),
             cmocka_unit_test(test_plain_http_and_kubeconfig),
         };
         curl_global_init(CURL_GLOBAL_DEFAULT);
