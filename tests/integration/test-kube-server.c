@@ -981,7 +981,10 @@ static void test_partitioned_user(void **state)
         resp_free(&r);
         assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/p", NULL, NULL, NULL),
                          200);
-        th_kube_faults(&k, "{\"partition\":{\"user\":\"orchestrator\",\"mode\":\"drop\"}}");
+        char *by_token =
+            xasprintf("{\"partition\":{\"token\":\"%s\",\"mode\":\"drop\"}}", k.user_token);
+        th_kube_faults(&k, by_token);
+        free(by_token);
         http(&k, "GET", LEASES "/p", k.user_token, NULL, NULL, &r);
         assert_int_equal(r.status, 0);
         resp_free(&r);

@@ -299,12 +299,22 @@ static const char *apply_faults(const cJSON *doc)
         if ((v = cJSON_GetObjectItemCaseSensitive(doc, "partition"))) {
                 char user[128];
                 copy_str(user, sizeof(user), v, "user");
+                const char *token =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "token"));
+                if (!*user && token) {
+                        /* the user a token authenticates as (never logged) */
+                        char auth[512];
+                        snprintf(auth, sizeof(auth), "Bearer %s", token);
+                        const struct ks_user *u = ks_auth_user(auth);
+                        if (u && u->name)
+                                snprintf(user, sizeof(user), "%s", u->name);
+                }
                 const char *mode =
                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "mode"));
                 struct partition *p = find_partition(user);
                 if (!*user) {
                         pthread_mutex_unlock(&lock);
-                        return "partition needs a user";
+                        return "partition needs a user or a known token";
                 }
                 if (mode && streq(mode, "off")) {
                         if (p)
