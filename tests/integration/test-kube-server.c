@@ -871,6 +871,16 @@ static void test_fault_errors_drops_latency_stats(void **state)
             th_kube_request(&k, k.admin_token, "PUT", LEASES "/f", "application/json", put, NULL),
             200);
 
+        /* a fraction with a count: at most that many */
+        th_kube_faults(&k, "{\"error\":{\"status\":503,\"fraction\":1.0,\"count\":2}}");
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         503);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         503);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         200);
+        th_kube_clear_faults(&k);
+
         /* a dropped connection gets no answer at all; the next one is served */
         th_kube_faults(&k, "{\"drop\":{\"count\":1}}");
         assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
@@ -887,7 +897,7 @@ static void test_fault_errors_drops_latency_stats(void **state)
         th_kube_clear_faults(&k);
 
         /* every request was counted, faulted or not, per verb and resource and per user */
-        assert_int_equal(th_kube_stat(&k, NULL, "get leases"), 9);
+        assert_int_equal(th_kube_stat(&k, NULL, "get leases"), 12);
         assert_int_equal(th_kube_stat(&k, "admin", "update leases"), 4);
         assert_int_equal(th_kube_stat(&k, NULL, "get namespaces"), 1);
         assert_int_equal(th_kube_control(&k, "POST", "/faults", "{\"partition\":{}}", NULL), 400);

@@ -115,14 +115,16 @@ bool ks_faults_partitioned(const char *user)
         return p;
 }
 
+/* Whether this matching request gets the fault: count 0 with a fraction means no limit; a
+ * count used up with a fraction is -1. */
 static bool take(int *n, double fraction)
 {
         if (fraction > 0) {
-                if ((double)rand_r(&seed) / RAND_MAX >= fraction)
+                if (*n < 0 || (double)rand_r(&seed) / RAND_MAX >= fraction)
                         return false;
                 if (*n > 0 && --*n == 0)
-                        *n = -1; /* limit reached */
-                return *n >= 0;
+                        *n = -1;
+                return true;
         }
         if (*n > 0) {
                 --*n;
