@@ -26,8 +26,10 @@ static int reason(char **ret, const char *fmt, const char *value)
 static int check_dns_label(const struct config_key *k, struct config *c, const char *v, char **r)
 {
         if (*v && !is_dns1123_label(v))
-                return reason(r, "\"%s\" is not a valid namespace name (RFC 1123 label: "
-                                 "lower-case letters, digits and '-', at most 63)", v);
+                return reason(r,
+                              "\"%s\" is not a valid namespace name (RFC 1123 label: "
+                              "lower-case letters, digits and '-', at most 63)",
+                              v);
         return 0;
 }
 
@@ -35,8 +37,10 @@ static int check_dns_subdomain(const struct config_key *k, struct config *c, con
                                char **r)
 {
         if (*v && !is_dns1123_subdomain(v))
-                return reason(r, "\"%s\" is not a valid Kubernetes object name (RFC 1123 "
-                                 "subdomain: lower-case letters, digits, '-' and '.')", v);
+                return reason(r,
+                              "\"%s\" is not a valid Kubernetes object name (RFC 1123 "
+                              "subdomain: lower-case letters, digits, '-' and '.')",
+                              v);
         return 0;
 }
 
@@ -51,8 +55,10 @@ static int check_nonempty_subdomain(const struct config_key *k, struct config *c
 static int check_label_key(const struct config_key *k, struct config *c, const char *v, char **r)
 {
         if (!is_label_key(v))
-                return reason(r, "\"%s\" is not a valid label key ([prefix/]name, name of "
-                                 "1 to 63 characters)", v);
+                return reason(r,
+                              "\"%s\" is not a valid label key ([prefix/]name, name of "
+                              "1 to 63 characters)",
+                              v);
         return 0;
 }
 
@@ -87,8 +93,8 @@ static int check_hhmm(const struct config_key *k, struct config *c, const char *
         int h, m;
         char tail;
 
-        if (strlen(v) != 5 || sscanf(v, "%2d:%2d%c", &h, &m, &tail) != 2 || v[2] != ':' ||
-            h < 0 || h > 23 || m < 0 || m > 59)
+        if (strlen(v) != 5 || sscanf(v, "%2d:%2d%c", &h, &m, &tail) != 2 || v[2] != ':' || h < 0 ||
+            h > 23 || m < 0 || m > 59)
                 return reason(r, "\"%s\" is not a time of day HH:MM (00:00 to 23:59)", v);
         c->nightly.start_minute = h * 60 + m;
         return 0;
@@ -101,8 +107,10 @@ static int check_dsn(const struct config_key *k, struct config *c, const char *v
         if (strstr(v, "password=") ||
             (scheme && memchr(scheme + 3, '@', strcspn(scheme + 3, "/?")) &&
              memchr(scheme + 3, ':', strcspn(scheme + 3, "@/?"))))
-                return reason(r, "holds a password; secrets are read only from files: put the DSN "
-                                 "in postgres.dsn_file (or use PGPASSFILE)%s", "");
+                return reason(r,
+                              "holds a password; secrets are read only from files: put the DSN "
+                              "in postgres.dsn_file (or use PGPASSFILE)%s",
+                              "");
         return 0;
 }
 
@@ -119,6 +127,8 @@ static int check_key_prefix(const struct config_key *k, struct config *c, const 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
 
+/* The tables are wrapped by hand, one row per key, to stay readable. */
+/* clang-format off */
 const char *const config_sections[] = {
         "kubernetes", "election", "postgres", "progress", "schedule",
         "pools",      "nightly",  "driver",   "http",     "log",
@@ -303,6 +313,7 @@ const struct config_key config_keys[] = {
         {.name = "log.format", .type = CONFIG_CHOICE, .offset = F(log.format), .def = "json",
          .choices = log_formats, .doc = "json: one JSON object per line; text: for people."},
 };
+/* clang-format on */
 const size_t config_keys_count = ELEMENTSOF(config_keys);
 
 const struct config_key *config_key_find(const char *name)

@@ -27,7 +27,7 @@ static_assert(sizeof(enum log_level) == sizeof(int), "CONFIG_CHOICE stores an in
 static_assert(sizeof(enum log_format) == sizeof(int), "CONFIG_CHOICE stores an int");
 
 #define MAX_STRING_LEN 4096
-#define MAX_POOLS 4096
+#define MAX_POOLS      4096
 
 enum origin {
         ORIGIN_DEFAULT,
@@ -375,10 +375,10 @@ static const char *secret_hint(const char *name)
         static const struct {
                 const char *key, *hint;
         } hints[] = {
-                {"postgres.password", "secrets are read only from files: use postgres.dsn_file"},
-                {"progress.password", "secrets are read only from files: use progress.password_file"},
-                {"http.token", "secrets are read only from files: use http.token_file"},
-                {"kubernetes.token", "the service-account token is read from its mounted file"},
+            {"postgres.password", "secrets are read only from files: use postgres.dsn_file"},
+            {"progress.password", "secrets are read only from files: use progress.password_file"},
+            {"http.token", "secrets are read only from files: use http.token_file"},
+            {"kubernetes.token", "the service-account token is read from its mounted file"},
         };
         for (size_t i = 0; i < ELEMENTSOF(hints); i++)
                 if (streq(name, hints[i].key))
@@ -416,17 +416,17 @@ static int load_key(struct loader *l, yaml_document_t *doc, const char *name, ya
                 diag_at(l, kn, name, "key given twice");
                 return 0;
         }
-        l->pos[idx] = (struct position){ORIGIN_FILE, vn->start_mark.line + 1,
-                                        vn->start_mark.column + 1};
+        l->pos[idx] =
+            (struct position){ORIGIN_FILE, vn->start_mark.line + 1, vn->start_mark.column + 1};
 
         if (k->type == CONFIG_POOL_LIMITS)
                 return load_pool_limits(l, doc, k, vn);
 
         if (vn->type != YAML_SCALAR_NODE) {
                 static const char *const expected[] = {
-                        [CONFIG_STRING] = "a string", [CONFIG_INT] = "an integer",
-                        [CONFIG_NUMBER] = "a number", [CONFIG_BOOL] = "true or false",
-                        [CONFIG_CHOICE] = "a string",
+                    [CONFIG_STRING] = "a string", [CONFIG_INT] = "an integer",
+                    [CONFIG_NUMBER] = "a number", [CONFIG_BOOL] = "true or false",
+                    [CONFIG_CHOICE] = "a string",
                 };
                 diag(l, vn->start_mark.line + 1, vn->start_mark.column + 1, name,
                      "expected %s, got %s", expected[k->type], node_kind(vn));
@@ -501,7 +501,8 @@ static int load_document(struct loader *l, yaml_document_t *doc)
                                 diag_at(l, kn, section, "a key must be a string");
                                 continue;
                         }
-                        if (asprintf(&name, "%s.%s", section, (const char *)kn->data.scalar.value) < 0)
+                        if (asprintf(&name, "%s.%s", section, (const char *)kn->data.scalar.value) <
+                            0)
                                 return -ENOMEM;
                         r = load_key(l, doc, name, kn, vn);
                         if (r < 0)
@@ -602,8 +603,8 @@ static int check_keys(struct loader *l)
                         if (r < 0) {
                                 _cleanup_free_ char *msg = NULL;
                                 if (asprintf(&msg, "cannot read secret file \"%s\": %s", v,
-                                             r == -ENODATA ? "it is empty"
-                                             : r == -EFBIG ? "larger than 64 KiB"
+                                             r == -ENODATA   ? "it is empty"
+                                             : r == -EFBIG   ? "larger than 64 KiB"
                                              : r == -EBADMSG ? "it contains a NUL byte"
                                                              : strerror(-r)) < 0)
                                         return -ENOMEM;

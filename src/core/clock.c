@@ -80,16 +80,14 @@ int clock_parse_rfc3339(const char *s, bool lenient, int64_t *ret_us)
         struct tm tm = {0};
 
         if (parse_digits(&p, 4, &year) < 0 || expect(&p, '-') < 0 ||
-            parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 ||
-            parse_digits(&p, 2, &day) < 0)
+            parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 || parse_digits(&p, 2, &day) < 0)
                 return -EINVAL;
         if (*p == 'T' || (lenient && (*p == ' ' || *p == 't')))
                 p++;
         else
                 return -EINVAL;
         if (parse_digits(&p, 2, &hour) < 0 || expect(&p, ':') < 0 ||
-            parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 ||
-            parse_digits(&p, 2, &sec) < 0)
+            parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 || parse_digits(&p, 2, &sec) < 0)
                 return -EINVAL;
         if (*p == '.') {
                 int digits = 0;

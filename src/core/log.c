@@ -19,10 +19,10 @@ static int log_fd = STDERR_FILENO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {
-        [LOG_LEVEL_DEBUG] = "debug",
-        [LOG_LEVEL_INFO] = "info",
-        [LOG_LEVEL_WARN] = "warn",
-        [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_ERROR] = "error",
 };
 
 void log_setup(enum log_level min_level, enum log_format format, int fd)
@@ -123,7 +123,8 @@ char *redact_secrets(const char *s)
                 }
 
                 /* Bearer SECRET */
-                if (strncasecmp(p, "bearer ", 7) == 0 && (p == s || !isalnum((unsigned char)p[-1]))) {
+                if (strncasecmp(p, "bearer ", 7) == 0 &&
+                    (p == s || !isalnum((unsigned char)p[-1]))) {
                         strbuf_add(&out, p, 7);
                         p += 7;
                         size_t n = plain_value_len(p);

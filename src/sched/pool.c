@@ -53,9 +53,9 @@ struct sched_pools {
 const char *sched_priority_to_string(enum sched_priority p)
 {
         static const char *const names[] = {
-                [SCHED_PRIO_ADOPT] = "adopt",         [SCHED_PRIO_PERSIST] = "persist",
-                [SCHED_PRIO_MANUAL] = "manual",       [SCHED_PRIO_SCHEDULED] = "scheduled",
-                [SCHED_PRIO_NIGHTLY] = "nightly",
+            [SCHED_PRIO_ADOPT] = "adopt",     [SCHED_PRIO_PERSIST] = "persist",
+            [SCHED_PRIO_MANUAL] = "manual",   [SCHED_PRIO_SCHEDULED] = "scheduled",
+            [SCHED_PRIO_NIGHTLY] = "nightly",
         };
         return (size_t)p < ELEMENTSOF(names) ? names[p] : "unknown";
 }
