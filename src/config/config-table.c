@@ -4,6 +4,7 @@
  * and a field in struct config; docs/configuration.md and deploy/persistd.example.yaml are
  * regenerated from this table (meson compile -C build config-docs) and checked by a test.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,11 +91,13 @@ static int check_timezone(const struct config_key *k, struct config *c, const ch
 
 static int check_hhmm(const struct config_key *k, struct config *c, const char *v, char **r)
 {
-        int h, m;
-        char tail;
-
-        if (strlen(v) != 5 || sscanf(v, "%2d:%2d%c", &h, &m, &tail) != 2 || v[2] != ':' || h < 0 ||
-            h > 23 || m < 0 || m > 59)
+        /* Exactly two digits, ':', two digits (sscanf's %2d would also take " 1" and "+1"). */
+        bool digits = strlen(v) == 5 && v[2] == ':';
+        for (size_t i = 0; digits && i < 5; i++)
+                digits = i == 2 || isdigit((unsigned char)v[i]);
+        int h = digits ? (v[0] - '0') * 10 + (v[1] - '0') : -1;
+        int m = digits ? (v[3] - '0') * 10 + (v[4] - '0') : -1;
+        if (h < 0 || h > 23 || m < 0 || m > 59)
                 return reason(r, "\"%s\" is not a time of day HH:MM (00:00 to 23:59)", v);
         c->nightly.start_minute = h * 60 + m;
         return 0;

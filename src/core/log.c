@@ -196,10 +196,10 @@ static void append_json_string(struct strbuf *b, const char *s)
 static void format_timestamp(char *buf, size_t size)
 {
         struct timespec ts;
-        struct tm tm;
+        struct tm tm = {0};
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
+        (void)gmtime_r(&ts.tv_sec, &tm); /* the current time is always representable */
         size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
@@ -236,8 +236,12 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...)
                 strbuf_adds(&line, "}\n");
         } else {
                 strbuf_addf(&line, "%s %-5s %s: ", ts, log_level_to_string(level), module);
-                for (const char *p = clean; *p; p++)
-                        strbuf_addch(&line, *p == '\n' ? ' ' : *p);
+                for (const char *p = clean; *p; p++) {
+                        if (*p == '\n')
+                                strbuf_addch(&line, ' ');
+                        else
+                                strbuf_addch(&line, *p);
+                }
                 strbuf_addch(&line, '\n');
         }
         if (line.buf) {

@@ -95,6 +95,7 @@ static int heap_push(struct job_heap *h, struct sched_job *job)
 {
         if (h->n == h->alloc) {
                 size_t want = h->alloc ? h->alloc * 2 : 16;
+                /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
                 struct sched_job **n = realloc(h->items, want * sizeof(*n));
                 if (!n)
                         return -ENOMEM;

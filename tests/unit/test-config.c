@@ -235,6 +235,11 @@ static void test_checked_strings(void **state)
         expect_error("nightly:\n  start: \"24:00\"\n",
                      "2:10: nightly.start: \"24:00\" is not a time of day HH:MM");
         expect_error("nightly:\n  start: 1:00\n", "nightly.start: \"1:00\" is not a time of day");
+        /* sscanf("%2d") used to read these as 01:30 and 00:30. */
+        expect_error("nightly:\n  start: \" 1:30\"\n",
+                     "nightly.start: \" 1:30\" is not a time of day");
+        expect_error("nightly:\n  start: \"+0:30\"\n",
+                     "nightly.start: \"+0:30\" is not a time of day");
         expect_error("progress:\n  address: localhost\n",
                      "2:12: progress.address: \"localhost\" is not HOST:PORT");
         expect_error("http:\n  listen: \"0.0.0.0:70000\"\n",
