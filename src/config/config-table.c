@@ -4,6 +4,7 @@
  * and a field in struct config; docs/configuration.md and deploy/persistd.example.yaml are
  * regenerated from this table (meson compile -C build config-docs) and checked by a test.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,10 @@ static int reason(char **ret, const char *fmt, const char *value)
 static int check_dns_label(const struct config_key *k, struct config *c, const char *v, char **r)
 {
         if (*v && !is_dns1123_label(v))
-                return reason(r, "\"%s\" is not a valid namespace name (RFC 1123 label: "
-                                 "lower-case letters, digits and '-', at most 63)", v);
+                return reason(r,
+                              "\"%s\" is not a valid namespace name (RFC 1123 label: "
+                              "lower-case letters, digits and '-', at most 63)",
+                              v);
         return 0;
 }
 
@@ -35,8 +38,10 @@ static int check_dns_subdomain(const struct config_key *k, struct config *c, con
                                char **r)
 {
         if (*v && !is_dns1123_subdomain(v))
-                return reason(r, "\"%s\" is not a valid Kubernetes object name (RFC 1123 "
-                                 "subdomain: lower-case letters, digits, '-' and '.')", v);
+                return reason(r,
+                              "\"%s\" is not a valid Kubernetes object name (RFC 1123 "
+                              "subdomain: lower-case letters, digits, '-' and '.')",
+                              v);
         return 0;
 }
 
@@ -51,8 +56,10 @@ static int check_nonempty_subdomain(const struct config_key *k, struct config *c
 static int check_label_key(const struct config_key *k, struct config *c, const char *v, char **r)
 {
         if (!is_label_key(v))
-                return reason(r, "\"%s\" is not a valid label key ([prefix/]name, name of "
-                                 "1 to 63 characters)", v);
+                return reason(r,
+                              "\"%s\" is not a valid label key ([prefix/]name, name of "
+                              "1 to 63 characters)",
+                              v);
         return 0;
 }
 
@@ -84,11 +91,13 @@ static int check_timezone(const struct config_key *k, struct config *c, const ch
 
 static int check_hhmm(const struct config_key *k, struct config *c, const char *v, char **r)
 {
-        int h, m;
-        char tail;
-
-        if (strlen(v) != 5 || sscanf(v, "%2d:%2d%c", &h, &m, &tail) != 2 || v[2] != ':' ||
-            h < 0 || h > 23 || m < 0 || m > 59)
+        /* Exactly two digits, ':', two digits (sscanf's %2d would also take " 1" and "+1"). */
+        bool digits = strlen(v) == 5 && v[2] == ':';
+        for (size_t i = 0; digits && i < 5; i++)
+                digits = i == 2 || isdigit((unsigned char)v[i]);
+        int h = digits ? (v[0] - '0') * 10 + (v[1] - '0') : -1;
+        int m = digits ? (v[3] - '0') * 10 + (v[4] - '0') : -1;
+        if (h < 0 || h > 23 || m < 0 || m > 59)
                 return reason(r, "\"%s\" is not a time of day HH:MM (00:00 to 23:59)", v);
         c->nightly.start_minute = h * 60 + m;
         return 0;
@@ -101,8 +110,10 @@ static int check_dsn(const struct config_key *k, struct config *c, const char *v
         if (strstr(v, "password=") ||
             (scheme && memchr(scheme + 3, '@', strcspn(scheme + 3, "/?")) &&
              memchr(scheme + 3, ':', strcspn(scheme + 3, "@/?"))))
-                return reason(r, "holds a password; secrets are read only from files: put the DSN "
-                                 "in postgres.dsn_file (or use PGPASSFILE)%s", "");
+                return reason(r,
+                              "holds a password; secrets are read only from files: put the DSN "
+                              "in postgres.dsn_file (or use PGPASSFILE)%s",
+                              "");
         return 0;
 }
 
@@ -119,6 +130,8 @@ static int check_key_prefix(const struct config_key *k, struct config *c, const 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"json", "text", NULL};
 
+/* The tables are wrapped by hand, one row per key, to stay readable. */
+/* clang-format off */
 const char *const config_sections[] = {
         "kubernetes", "election", "postgres", "progress", "schedule",
         "pools",      "nightly",  "driver",   "http",     "log",
@@ -303,6 +316,7 @@ const struct config_key config_keys[] = {
         {.name = "log.format", .type = CONFIG_CHOICE, .offset = F(log.format), .def = "json",
          .choices = log_formats, .doc = "json: one JSON object per line; text: for people."},
 };
+/* clang-format on */
 const size_t config_keys_count = ELEMENTSOF(config_keys);
 
 const struct config_key *config_key_find(const char *name)

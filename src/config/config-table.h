@@ -25,7 +25,8 @@ enum {
 
 struct config_key;
 
-/* Validate (and possibly derive from) a string value. Returns 0, or -EINVAL with *reason (caller frees). */
+/* Validate (and possibly derive from) a string value. Returns 0, or -EINVAL with *reason (caller
+ * frees). */
 typedef int (*config_check_fn)(const struct config_key *key, struct config *c, const char *value,
                                char **reason);
 

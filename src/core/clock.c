@@ -80,16 +80,14 @@ int clock_parse_rfc3339(const char *s, bool lenient, int64_t *ret_us)
         struct tm tm = {0};
 
         if (parse_digits(&p, 4, &year) < 0 || expect(&p, '-') < 0 ||
-            parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 ||
-            parse_digits(&p, 2, &day) < 0)
+            parse_digits(&p, 2, &mon) < 0 || expect(&p, '-') < 0 || parse_digits(&p, 2, &day) < 0)
                 return -EINVAL;
         if (*p == 'T' || (lenient && (*p == ' ' || *p == 't')))
                 p++;
         else
                 return -EINVAL;
         if (parse_digits(&p, 2, &hour) < 0 || expect(&p, ':') < 0 ||
-            parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 ||
-            parse_digits(&p, 2, &sec) < 0)
+            parse_digits(&p, 2, &min) < 0 || expect(&p, ':') < 0 || parse_digits(&p, 2, &sec) < 0)
                 return -EINVAL;
         if (*p == '.') {
                 int digits = 0;
@@ -131,8 +129,7 @@ int clock_parse_rfc3339(const char *s, bool lenient, int64_t *ret_us)
         time_t t = timegm(&tm);
         /* timegm normalises 31 February into March: refuse dates that do not exist. */
         struct tm check;
-        gmtime_r(&t, &check);
-        if (check.tm_mday != day || check.tm_mon != mon - 1)
+        if (!gmtime_r(&t, &check) || check.tm_mday != day || check.tm_mon != mon - 1)
                 return -EINVAL;
 
         *ret_us = ((int64_t)t - (int64_t)off_min * 60) * USEC_PER_SEC + frac_us;
@@ -147,8 +144,9 @@ char *clock_format_rfc3339(int64_t us, int frac_digits, char buf[static CLOCK_RF
                 secs--;
         }
         time_t t = (time_t)secs;
-        struct tm tm;
-        gmtime_r(&t, &tm);
+        struct tm tm = {0};
+        /* Cannot fail: any int64 of microseconds is within 300 000 years of 1970. */
+        (void)gmtime_r(&t, &tm);
         size_t n = strftime(buf, CLOCK_RFC3339_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
         if (frac_digits == 6)
                 snprintf(buf + n, CLOCK_RFC3339_MAX - n, ".%06lldZ", (long long)frac);

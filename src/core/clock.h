@@ -14,15 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define USEC_PER_SEC INT64_C(1000000)
+#define USEC_PER_SEC  INT64_C(1000000)
 #define USEC_PER_MSEC INT64_C(1000)
-#define MSEC_PER_SEC INT64_C(1000)
+#define MSEC_PER_SEC  INT64_C(1000)
 
 /* Monotonic time in microseconds / milliseconds (CLOCK_MONOTONIC). Any thread. */
 int64_t clock_mono_us(void);
 int64_t clock_mono_ms(void);
 
-/* Schedule clock: UTC microseconds since the epoch, possibly started at a fake instant. Any thread. */
+/* Schedule clock: UTC microseconds since the epoch, possibly started at a fake instant.
+ * Any thread. */
 int64_t clock_wall_us(void);
 
 /*

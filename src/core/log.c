@@ -19,10 +19,10 @@ static int log_fd = STDERR_FILENO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {
-        [LOG_LEVEL_DEBUG] = "debug",
-        [LOG_LEVEL_INFO] = "info",
-        [LOG_LEVEL_WARN] = "warn",
-        [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_ERROR] = "error",
 };
 
 void log_setup(enum log_level min_level, enum log_format format, int fd)
@@ -123,7 +123,8 @@ char *redact_secrets(const char *s)
                 }
 
                 /* Bearer SECRET */
-                if (strncasecmp(p, "bearer ", 7) == 0 && (p == s || !isalnum((unsigned char)p[-1]))) {
+                if (strncasecmp(p, "bearer ", 7) == 0 &&
+                    (p == s || !isalnum((unsigned char)p[-1]))) {
                         strbuf_add(&out, p, 7);
                         p += 7;
                         size_t n = plain_value_len(p);
@@ -195,10 +196,10 @@ static void append_json_string(struct strbuf *b, const char *s)
 static void format_timestamp(char *buf, size_t size)
 {
         struct timespec ts;
-        struct tm tm;
+        struct tm tm = {0};
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
+        (void)gmtime_r(&ts.tv_sec, &tm); /* the current time is always representable */
         size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
@@ -235,8 +236,12 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...)
                 strbuf_adds(&line, "}\n");
         } else {
                 strbuf_addf(&line, "%s %-5s %s: ", ts, log_level_to_string(level), module);
-                for (const char *p = clean; *p; p++)
-                        strbuf_addch(&line, *p == '\n' ? ' ' : *p);
+                for (const char *p = clean; *p; p++) {
+                        if (*p == '\n')
+                                strbuf_addch(&line, ' ');
+                        else
+                                strbuf_addch(&line, *p);
+                }
                 strbuf_addch(&line, '\n');
         }
         if (line.buf) {

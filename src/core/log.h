@@ -29,7 +29,8 @@ enum log_format {
  */
 void log_setup(enum log_level min_level, enum log_format format, int fd);
 
-/* Parse "debug", "info", "warn", "error". Returns 0, or -EINVAL; *ret is written only on success. */
+/* Parse "debug", "info", "warn", "error". Returns 0, or -EINVAL; *ret is written only on
+ * success. */
 int log_level_from_string(const char *s, enum log_level *ret);
 /* Parse "json" or "text". Returns 0, or -EINVAL. */
 int log_format_from_string(const char *s, enum log_format *ret);
@@ -48,8 +49,8 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...) _p
  * Each .c file that logs defines LOG_MODULE before including this header, then uses these.
  */
 #define log_debug(...) log_emit(LOG_LEVEL_DEBUG, LOG_MODULE, __VA_ARGS__)
-#define log_info(...) log_emit(LOG_LEVEL_INFO, LOG_MODULE, __VA_ARGS__)
-#define log_warn(...) log_emit(LOG_LEVEL_WARN, LOG_MODULE, __VA_ARGS__)
+#define log_info(...)  log_emit(LOG_LEVEL_INFO, LOG_MODULE, __VA_ARGS__)
+#define log_warn(...)  log_emit(LOG_LEVEL_WARN, LOG_MODULE, __VA_ARGS__)
 #define log_error(...) log_emit(LOG_LEVEL_ERROR, LOG_MODULE, __VA_ARGS__)
 
 /*

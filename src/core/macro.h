@@ -10,13 +10,13 @@
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b)        ((a) < (b) ? (a) : (b))
+#define MAX(a, b)        ((a) > (b) ? (a) : (b))
 #define CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_ __attribute__((unused))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _cleanup_(f)         __attribute__((cleanup(f)))
+#define _unused_             __attribute__((unused))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
 static inline void freep(void *p)
@@ -25,7 +25,7 @@ static inline void freep(void *p)
 }
 #define _cleanup_free_ _cleanup_(freep)
 
-static inline void closep(int *fd)
+static inline void closep(int *fd) /* NOLINT(readability-non-const-parameter): cleanup signature */
 {
         if (*fd >= 0)
                 close(*fd);
@@ -33,6 +33,7 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Define a cleanup function for a type whose destructor takes the pointer. */
+/* NOLINTBEGIN(bugprone-macro-parentheses): `type` is a type name, it cannot be parenthesized */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
         static inline void func##p(type *p)                                                        \
         {                                                                                          \
@@ -40,6 +41,7 @@ static inline void closep(int *fd)
                         func(*p);                                                                  \
         }                                                                                          \
         _Static_assert(1, "allows the trailing semicolon")
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* Hand ownership out of a _cleanup_ variable: returns the value, leaves NULL behind. */
 #define TAKE_PTR(p)                                                                                \

@@ -18,7 +18,10 @@ struct strbuf {
         bool oom;
 };
 
-#define STRBUF_INIT {NULL, 0, 0, false}
+#define STRBUF_INIT                                                                                \
+        {                                                                                          \
+                NULL, 0, 0, false                                                                  \
+        }
 
 void strbuf_add(struct strbuf *sb, const void *data, size_t len);
 void strbuf_adds(struct strbuf *sb, const char *s);

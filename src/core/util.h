@@ -21,7 +21,8 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
 int read_secret_file(const char *path, char **ret);
 void secret_free(char *s);
 
-/* Strict decimal parsing of the whole string: no sign surprises, no trailing junk. 0 or -EINVAL/-ERANGE. */
+/* Strict decimal parsing of the whole string: no sign surprises, no trailing junk. 0 or
+ * -EINVAL/-ERANGE. */
 int parse_int64(const char *s, int64_t *ret);
 int parse_double(const char *s, double *ret);
 

@@ -40,9 +40,7 @@ bool election_observe(struct election_observation *obs, const struct election_re
 {
         bool changed;
 
-        if (!obs->known)
-                changed = true;
-        else if (obs->exists != (rec != NULL))
+        if (!obs->known || obs->exists != (rec != NULL))
                 changed = true;
         else
                 changed = rec && !election_record_same(&obs->record, rec);

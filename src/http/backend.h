@@ -115,14 +115,14 @@ struct api_task {
 
 /* Which fields of a task a PATCH sets (PUT and POST set them all). */
 enum {
-        API_TASK_INSTANCE = 1u << 0,
-        API_TASK_ACTION = 1u << 1,
-        API_TASK_SCHEDULE = 1u << 2,
-        API_TASK_ENABLED = 1u << 3,
-        API_TASK_MISFIRE = 1u << 4,
-        API_TASK_DEADLINE = 1u << 5,
-        API_TASK_DESCRIPTION = 1u << 6,
-        API_TASK_ALL = (1u << 7) - 1,
+        API_TASK_INSTANCE = 1U << 0,
+        API_TASK_ACTION = 1U << 1,
+        API_TASK_SCHEDULE = 1U << 2,
+        API_TASK_ENABLED = 1U << 3,
+        API_TASK_MISFIRE = 1U << 4,
+        API_TASK_DEADLINE = 1U << 5,
+        API_TASK_DESCRIPTION = 1U << 6,
+        API_TASK_ALL = (1U << 7) - 1,
 };
 
 struct api_task_filter {

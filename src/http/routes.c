@@ -459,7 +459,7 @@ struct task_body {
                 .present_bit = API_TASK_DESCRIPTION                                                \
         }
 
-#define TASK_ID_BIT (1u << 16)
+#define TASK_ID_BIT (1U << 16)
 static const struct json_field task_create_fields[] = {
     {.name = "id", .type = JSON_T_STRING, TF(id), .min = 1, .present_bit = TASK_ID_BIT},
     TASK_FIELDS(true),
@@ -710,9 +710,9 @@ struct persist_body {
         }
 
 enum {
-        PERSIST_INSTANCES = 1u << 0,
-        PERSIST_POOL = 1u << 1,
-        PERSIST_ALL = 1u << 2,
+        PERSIST_INSTANCES = 1U << 0,
+        PERSIST_POOL = 1U << 1,
+        PERSIST_ALL = 1U << 2,
 };
 
 static const struct json_field persist_fields[] = {

@@ -545,7 +545,7 @@ int http_server_start(struct http_server *s)
                                   (unsigned)s->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                   (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-                                  MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u, MHD_OPTION_END);
+                                  MHD_OPTION_LISTEN_BACKLOG_SIZE, 128U, MHD_OPTION_END);
         freeaddrinfo(ai);
         if (!s->mhd) {
                 int e = errno ? errno : EADDRINUSE;

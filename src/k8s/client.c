@@ -340,7 +340,7 @@ static int curl_error(struct k8s_client *c, CURLcode cc)
         error_reset(c);
         path_noquery(req->path, path, sizeof(path));
         if (r == -EFBIG)
-                set_errstr(c, "%s %s: response larger than %u bytes", req->method, path,
+                set_errstr(c, "%s %s: response larger than %zu bytes", req->method, path,
                            K8S_MAX_BODY);
         else if (cc == CURLE_WRITE_ERROR && c->stream_error < 0)
                 set_errstr(c, "%s %s: stream stopped: %s", req->method, path,
@@ -365,7 +365,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata)
         if (strncmp(line, "HTTP/", 5) == 0) {
                 /* A new response (also after "100 Continue"): its status, fresh headers. */
                 const char *sp = strchr(line, ' ');
-                c->http_status = sp ? atoi(sp + 1) : 0;
+                char *end = NULL;
+                long status = sp ? strtol(sp + 1, &end, 10) : 0;
+                c->http_status =
+                    sp && end != sp + 1 && status >= 100 && status <= 999 ? (int)status : 0;
                 c->err.retry_after_s = -1;
                 return len;
         }
@@ -816,7 +819,7 @@ int k8s_base64_decode(const char *s, size_t len, size_t max_size, unsigned char 
                 if (bits >= 8) {
                         bits -= 8;
                         out[o++] = (unsigned char)(acc >> bits);
-                        acc &= (1u << bits) - 1;
+                        acc &= (1U << bits) - 1;
                 }
         }
         out[o] = '\0';

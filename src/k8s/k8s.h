@@ -42,8 +42,8 @@
 #include "core/macro.h"
 
 #define K8S_SERVICEACCOUNT_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define K8S_MAX_BODY           (4u * 1024 * 1024) /* cap of any response body and watch line */
-#define K8S_MAX_KUBECONFIG     (1u * 1024 * 1024)
+#define K8S_MAX_BODY           ((size_t)4 * 1024 * 1024) /* cap of any response body and watch line */
+#define K8S_MAX_KUBECONFIG     ((size_t)1 * 1024 * 1024)
 
 /* ---- Connection settings ---------------------------------------------------------------- */
 

@@ -307,7 +307,7 @@ int k8s_lease_list_one(struct k8s_client *c, const char *name, struct k8s_lease 
                         k8s_lease_release(&l);
                         return k8s_client_fail(c, r, "Malformed Lease in a LeaseList");
                 }
-                if (!found && streq(one.name, name)) {
+                if (!found && one.name && streq(one.name, name)) {
                         l = one;
                         found = true;
                 } else {

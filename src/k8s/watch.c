@@ -169,7 +169,7 @@ static int on_stream(const char *data, size_t len, void *userdata)
                 size_t take = nl ? (size_t)(nl - data) : len;
                 if (w->line.len + take > K8S_MAX_BODY)
                         return k8s_client_fail(w->client, -EFBIG,
-                                               "Watch of Lease \"%s\": line longer than %u bytes",
+                                               "Watch of Lease \"%s\": line longer than %zu bytes",
                                                w->name, K8S_MAX_BODY);
                 strbuf_add(&w->line, data, take);
                 if (w->line.oom)

@@ -25,7 +25,7 @@
 #include "core/util.h"
 
 #define GIB             (1024.0 * 1024.0 * 1024.0)
-#define LEARN_MIN_BYTES (1024 * 1024)
+#define LEARN_MIN_BYTES ((int64_t)1024 * 1024)
 /* Bounds of the learned numbers (the configuration's own bounds, in the driver's units). */
 #define RATE_MIN (0.1 * 1024 * 1024)
 #define RATE_MAX (100000.0 * 1024 * 1024)
@@ -402,7 +402,7 @@ void driver_instance_disconnect(struct driver_instance *inst)
 
 static struct timeval ms_to_tv(int ms)
 {
-        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
 
 static int io_errno(const redisContext *c)
@@ -657,7 +657,7 @@ static enum driver_cap dryrun(struct driver_instance *inst, const char *user, co
 
 int driver_instance_detect(struct driver_instance *inst, struct driver_caps *ret)
 {
-        struct rinfo info;
+        struct rinfo info = {0};
         int r;
 
         r = driver_instance_info(inst, &info);
@@ -760,7 +760,7 @@ int driver_instance_disable_save(struct driver_instance *inst, bool rewrite, boo
                                  struct driver_save_config_result *ret)
 {
         struct driver_save_config_result res = {0};
-        char now[sizeof(res.seen)];
+        char now[sizeof(res.seen)] = "";
         int r;
 
         r = config_get_save(inst, res.seen, sizeof(res.seen));
@@ -799,7 +799,7 @@ int driver_instance_disable_save(struct driver_instance *inst, bool rewrite, boo
         inst->caps.config_set = DRIVER_CAP_YES;
 
         if (rewrite && (res.drifted || first)) {
-                struct rinfo info;
+                struct rinfo info = {0};
                 r = driver_instance_info(inst, &info);
                 if (r < 0)
                         return r;

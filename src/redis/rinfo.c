@@ -5,6 +5,7 @@
  */
 #include "redis/rinfo.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -96,13 +97,35 @@ static bool parse_int(const char *v, size_t n, int64_t *ret)
         return true;
 }
 
+/* One decimal component of at most `max`; advances *p. -1 when there is none or it is larger. */
+static int version_part(const char **p, int max)
+{
+        int x = 0;
+        if (!isdigit((unsigned char)**p))
+                return -1;
+        for (; isdigit((unsigned char)**p); (*p)++) {
+                x = x * 10 + (**p - '0');
+                if (x > max)
+                        return -1; /* stops before int overflow whatever the instance sends */
+        }
+        return x;
+}
+
 static int version_num(const char *v)
 {
-        int major = 0, minor = 0, patch = 0;
-        if (sscanf(v, "%d.%d.%d", &major, &minor, &patch) < 2)
+        const char *p = v;
+        int major = version_part(&p, 999), minor, patch = 0;
+        if (major < 0 || *p++ != '.')
                 return 0;
-        if (major < 0 || minor < 0 || patch < 0 || major > 999 || minor > 99 || patch > 99)
+        minor = version_part(&p, 99);
+        if (minor < 0)
                 return 0;
+        if (*p == '.' && isdigit((unsigned char)p[1])) {
+                p++;
+                patch = version_part(&p, 99);
+                if (patch < 0)
+                        return 0;
+        }
         return major * 10000 + minor * 100 + patch;
 }
 

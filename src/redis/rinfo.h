@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 /* Caps on what is read from a server: longer text, more lines or longer lines are ignored. */
-#define RINFO_MAX_BYTES (1024 * 1024)
+#define RINFO_MAX_BYTES ((size_t)1024 * 1024)
 #define RINFO_MAX_LINES 8192
 #define RINFO_MAX_LINE  4096
 

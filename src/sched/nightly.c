@@ -21,7 +21,7 @@
 #define LOG_MODULE "nightly"
 
 #define POOL_NAME_MAX  63
-#define MAX_BACKOFF_US (6 * 3600 * USEC_PER_SEC)
+#define MAX_BACKOFF_US (USEC_PER_SEC * 6 * 3600)
 #define NO_POOL        SIZE_MAX
 
 /* ---- lists filled by the ops ------------------------------------------------------------- */
@@ -286,7 +286,7 @@ void nightly_options_init(struct nightly_options *o)
         *o = (struct nightly_options){
             .enabled = true,
             .start_minute = 0,
-            .window_us = 6 * 3600 * USEC_PER_SEC,
+            .window_us = USEC_PER_SEC * 6 * 3600,
             .max_attempts = 3,
             .retry_backoff_us = 30 * USEC_PER_SEC,
             .skip_if_saved_within_us = 0,

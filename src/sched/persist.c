@@ -112,7 +112,8 @@ static struct instance *instance_get(struct persist_coalescer *pc, const char *i
         return i;
 }
 
-static struct save *save_new(struct persist_coalescer *pc, struct instance *inst, int64_t estimate_us)
+static struct save *save_new(struct persist_coalescer *pc, struct instance *inst,
+                             int64_t estimate_us)
 {
         struct save *s = calloc(1, sizeof(*s));
         if (!s)
@@ -129,7 +130,8 @@ static struct save *save_new(struct persist_coalescer *pc, struct instance *inst
 }
 
 /* Complete every waiter of `s` with `r` (fields per waiter keep requested_us/joined). Lock held. */
-static void complete_waiters(struct persist_coalescer *pc, struct save *s, const struct persist_result *r)
+static void complete_waiters(struct persist_coalescer *pc, struct save *s,
+                             const struct persist_result *r)
 {
         for (struct persist_ticket *t = s->waiters, *n; t; t = n) {
                 n = t->next_waiter;

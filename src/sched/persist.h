@@ -19,15 +19,15 @@
 #include "sched/pool.h"
 
 struct persist_result {
-        bool done;    /* false: still waiting (only from persist_ticket_peek) */
-        bool ok;      /* the save succeeded */
-        bool joined;  /* this request shared a save another request had asked for */
+        bool done;   /* false: still waiting (only from persist_ticket_peek) */
+        bool ok;     /* the save succeeded */
+        bool joined; /* this request shared a save another request had asked for */
         char error[256];
         int64_t requested_us; /* schedule clock: when the request arrived */
         int64_t started_us;   /* when the save that answers it started (>= requested_us) */
         int64_t finished_us;
-        int64_t lastsave;     /* the instance's rdb_last_save_time after the save, 0 unknown */
-        int64_t run_id;       /* the run row that recorded it, 0 unknown */
+        int64_t lastsave; /* the instance's rdb_last_save_time after the save, 0 unknown */
+        int64_t run_id;   /* the run row that recorded it, 0 unknown */
 };
 
 /*
@@ -63,7 +63,8 @@ int persist_request(struct persist_coalescer *pc, const char *instance_id, const
  * Wait up to `timeout_us` (< 0: forever) for the ticket's save. Returns 0 and fills *result,
  * or -ETIMEDOUT (the save goes on; wait again or drop the ticket). Any thread.
  */
-int persist_ticket_wait(struct persist_ticket *t, int64_t timeout_us, struct persist_result *result);
+int persist_ticket_wait(struct persist_ticket *t, int64_t timeout_us,
+                        struct persist_result *result);
 
 /* The result so far, without waiting (result->done tells). */
 void persist_ticket_peek(struct persist_ticket *t, struct persist_result *result);

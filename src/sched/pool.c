@@ -53,9 +53,9 @@ struct sched_pools {
 const char *sched_priority_to_string(enum sched_priority p)
 {
         static const char *const names[] = {
-                [SCHED_PRIO_ADOPT] = "adopt",         [SCHED_PRIO_PERSIST] = "persist",
-                [SCHED_PRIO_MANUAL] = "manual",       [SCHED_PRIO_SCHEDULED] = "scheduled",
-                [SCHED_PRIO_NIGHTLY] = "nightly",
+            [SCHED_PRIO_ADOPT] = "adopt",     [SCHED_PRIO_PERSIST] = "persist",
+            [SCHED_PRIO_MANUAL] = "manual",   [SCHED_PRIO_SCHEDULED] = "scheduled",
+            [SCHED_PRIO_NIGHTLY] = "nightly",
         };
         return (size_t)p < ELEMENTSOF(names) ? names[p] : "unknown";
 }
@@ -95,6 +95,7 @@ static int heap_push(struct job_heap *h, struct sched_job *job)
 {
         if (h->n == h->alloc) {
                 size_t want = h->alloc ? h->alloc * 2 : 16;
+                /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
                 struct sched_job **n = realloc(h->items, want * sizeof(*n));
                 if (!n)
                         return -ENOMEM;

@@ -112,8 +112,9 @@ static int set_error(struct pgstore *s, int r, const char *fmt, ...)
         return r;
 }
 
-int pgstore_errno_from_sqlstate(const char *st)
+int pgstore_errno_from_sqlstate(const char *sqlstate)
 {
+        const char *st = sqlstate;
         if (!st || strlen(st) != 5)
                 return -EIO;
         if (streq(st, "23505"))
@@ -595,6 +596,7 @@ static int parse_name(const char *const *names, size_t n, const char *s, int *re
         return -EINVAL;
 }
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): `type` is a type name, it cannot be parenthesized */
 #define DEFINE_ENUM_STRINGS(type, prefix, names)                                                   \
         const char *prefix##_to_string(type v)                                                     \
         {                                                                                          \
@@ -608,6 +610,7 @@ static int parse_name(const char *const *names, size_t n, const char *s, int *re
                 return r;                                                                          \
         }                                                                                          \
         _Static_assert(1, "allows the trailing semicolon")
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 DEFINE_ENUM_STRINGS(enum pgstore_action, pgstore_action, action_names);
 DEFINE_ENUM_STRINGS(enum pgstore_misfire, pgstore_misfire, misfire_names);

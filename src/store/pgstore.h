@@ -64,11 +64,11 @@ enum pgstore_pass_state {
 };
 
 /* The SQL spelling ("bgsave", "run_once", "scheduled", "timed_out", ...); "?" when out of range. */
-const char *pgstore_action_to_string(enum pgstore_action a);
-const char *pgstore_misfire_to_string(enum pgstore_misfire m);
-const char *pgstore_run_kind_to_string(enum pgstore_run_kind k);
-const char *pgstore_run_state_to_string(enum pgstore_run_state s);
-const char *pgstore_pass_state_to_string(enum pgstore_pass_state s);
+const char *pgstore_action_to_string(enum pgstore_action v);
+const char *pgstore_misfire_to_string(enum pgstore_misfire v);
+const char *pgstore_run_kind_to_string(enum pgstore_run_kind v);
+const char *pgstore_run_state_to_string(enum pgstore_run_state v);
+const char *pgstore_pass_state_to_string(enum pgstore_pass_state v);
 /* Parse the SQL spelling. 0 and *ret, or -EINVAL (nothing written). */
 int pgstore_action_from_string(const char *s, enum pgstore_action *ret);
 int pgstore_misfire_from_string(const char *s, enum pgstore_misfire *ret);

@@ -109,7 +109,7 @@ void progress_errstr(struct progress *p, char *buf, size_t size)
 
 static struct timeval ms_tv(int ms)
 {
-        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
 
 static int connect_locked(struct progress *p)
@@ -283,7 +283,7 @@ static int replace_locked(struct progress *p, const char *set_key, const char *a
         size_t ncmds = batches + 5;
         cmds = calloc(ncmds, sizeof(*cmds));
         argv = calloc(n + 2 * batches + 16, sizeof(*argv));
-        replies = calloc(ncmds, sizeof(*replies));
+        replies = calloc(ncmds, sizeof(*replies)); /* NOLINT(bugprone-sizeof-expression) */
         if (!cmds || !argv || !replies)
                 return -ENOMEM;
         const char **a = argv;
@@ -638,7 +638,7 @@ int progress_pass_current(struct progress *p, const char *date, char ***ret_pool
         pthread_mutex_unlock(&p->lock);
         if (r == 0 && rep->type != REDIS_REPLY_ARRAY)
                 r = -EPROTO;
-        for (size_t i = 0; r == 0 && i + 1 < rep->elements && i < 2 * MAX_DATES; i += 2) {
+        for (size_t i = 0; r == 0 && i + 1 < rep->elements && i < (size_t)2 * MAX_DATES; i += 2) {
                 redisReply *kk = rep->element[i], *v = rep->element[i + 1];
                 if (kk->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
                         continue;

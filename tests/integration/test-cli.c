@@ -33,7 +33,8 @@ static int teardown(void **state)
         return 0;
 }
 
-/* Run persistd with `args` (NULL-terminated); return its exit code and its output (caller frees). */
+/* Run persistd with `args` (NULL-terminated); return its exit code and its output (caller
+ * frees). */
 static int run_persistd(const char *const *args, char **out)
 {
         char *log, *argv[16];
@@ -86,15 +87,17 @@ static void test_check_config_reports_every_problem(void **state)
                                               "  retry_period_z: 1\n"
                                               "log: {level: loud}\n");
         char *out, *expect;
-        assert_int_equal(run_persistd((const char *[]){"check-config", "-c", path, NULL}, &out), 78);
+        assert_int_equal(run_persistd((const char *[]){"check-config", "-c", path, NULL}, &out),
+                         78);
         assert_true(asprintf(&expect, "%s:3:3: election.retry_period_z: unknown key", path) > 0);
         assert_non_null(strstr(out, expect));
         free(expect);
         assert_true(asprintf(&expect, "%s:4:14: log.level: expected one of", path) > 0);
         assert_non_null(strstr(out, expect));
         free(expect);
-        assert_true(asprintf(&expect, "%s:2:21: election.lease_duration_s: renew_deadline_s (10) "
-                                      "must be less than lease_duration_s (5)",
+        assert_true(asprintf(&expect,
+                             "%s:2:21: election.lease_duration_s: renew_deadline_s (10) "
+                             "must be less than lease_duration_s (5)",
                              path) > 0);
         assert_non_null(strstr(out, expect));
         free(expect);
@@ -111,8 +114,8 @@ static void test_check_config_prints_effective_values(void **state)
 {
         char *token_path = write_config("token", "very-secret-token\n");
         char *yaml, *out;
-        assert_true(asprintf(&yaml, "http: {token_file: %s}\npools: {limits: {ssd: 2}}\n",
-                             token_path) > 0);
+        assert_true(
+            asprintf(&yaml, "http: {token_file: %s}\npools: {limits: {ssd: 2}}\n", token_path) > 0);
         char *path = write_config("good.yaml", yaml);
         assert_int_equal(run_persistd((const char *[]){"check-config", "-c", path, NULL}, &out), 0);
         assert_non_null(strstr(out, "lease_duration_s: 15\n"));
@@ -131,8 +134,13 @@ static void test_run_stops_on_sigterm(void **state)
         char *log, *out;
         int status;
         assert_true(asprintf(&log, "%s/run.log", dir) > 0);
-        char *argv[] = {(char *)th_persistd_path(), (char *)"run", (char *)"-c", path,
-                        (char *)"--fake-start", (char *)"2026-11-21T23:59:50Z", NULL};
+        char *argv[] = {(char *)th_persistd_path(),
+                        (char *)"run",
+                        (char *)"-c",
+                        path,
+                        (char *)"--fake-start",
+                        (char *)"2026-11-21T23:59:50Z",
+                        NULL};
         pid_t pid = th_spawn(argv, NULL, log);
         /* It is running and has logged its start. */
         for (int i = 0; i < 200; i++) {
@@ -161,10 +169,10 @@ static void test_run_stops_on_sigterm(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_version_and_help),
-                cmocka_unit_test(test_check_config_reports_every_problem),
-                cmocka_unit_test(test_check_config_prints_effective_values),
-                cmocka_unit_test(test_run_stops_on_sigterm),
+            cmocka_unit_test(test_version_and_help),
+            cmocka_unit_test(test_check_config_reports_every_problem),
+            cmocka_unit_test(test_check_config_prints_effective_values),
+            cmocka_unit_test(test_run_stops_on_sigterm),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

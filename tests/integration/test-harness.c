@@ -143,10 +143,10 @@ static void test_postgres_database(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_redis_start_save_restart_stop),
-                cmocka_unit_test(test_redis_password),
-                cmocka_unit_test(test_two_servers_are_independent),
-                cmocka_unit_test(test_postgres_database),
+            cmocka_unit_test(test_redis_start_save_restart_stop),
+            cmocka_unit_test(test_redis_password),
+            cmocka_unit_test(test_two_servers_are_independent),
+            cmocka_unit_test(test_postgres_database),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

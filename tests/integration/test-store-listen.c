@@ -209,7 +209,7 @@ static int run_persistd(const char *dir, const char *const *args, char **out)
 {
         char *log, *argv[16];
         size_t n = 0;
-        int status;
+        int status, code;
         static int counter;
 
         assert_true(asprintf(&log, "%s/out-%d.log", dir, counter++) > 0);
@@ -221,7 +221,10 @@ static int run_persistd(const char *dir, const char *const *args, char **out)
         assert_true(th_wait_exit(pid, 30000, &status));
         assert_int_equal(read_full_file(log, 1 << 20, out, NULL), 0);
         free(log);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        /* What persistd said, for when the caller's assertion on the code fails. */
+        fprintf(stderr, "persistd %s exited %d:\n%s", args[0], code, *out);
+        return code;
 }
 
 static char *write_file(const char *dir, const char *name, const char *text)

@@ -34,10 +34,19 @@ static void test_parse_rfc3339(void **state)
 static void test_parse_rfc3339_rejects(void **state)
 {
         static const char *const bad[] = {
-                "", "2026-11-21", "2026-11-21T13:41Z", "2026-11-21T13:41:23", "2026-11-21 13:41:23Z",
-                "2026-11-21T13:41:23z", "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z",
-                "2026-11-21T24:00:00Z", "2026-11-21T13:41:23.Z", "2026-11-21T13:41:23.1234567890Z",
-                "2026-11-21T13:41:23Zjunk", "2026-11-21T13:41:23+2:00",
+            "",
+            "2026-11-21",
+            "2026-11-21T13:41Z",
+            "2026-11-21T13:41:23",
+            "2026-11-21 13:41:23Z",
+            "2026-11-21T13:41:23z",
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21T24:00:00Z",
+            "2026-11-21T13:41:23.Z",
+            "2026-11-21T13:41:23.1234567890Z",
+            "2026-11-21T13:41:23Zjunk",
+            "2026-11-21T13:41:23+2:00",
         };
         int64_t us = 42;
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -93,11 +102,11 @@ static void test_monotonic(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_rfc3339),
-                cmocka_unit_test(test_parse_rfc3339_rejects),
-                cmocka_unit_test(test_format_microtime),
-                cmocka_unit_test(test_wall_clock_starts_at_chosen_instant),
-                cmocka_unit_test(test_monotonic),
+            cmocka_unit_test(test_parse_rfc3339),
+            cmocka_unit_test(test_parse_rfc3339_rejects),
+            cmocka_unit_test(test_format_microtime),
+            cmocka_unit_test(test_wall_clock_starts_at_chosen_instant),
+            cmocka_unit_test(test_monotonic),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,7 +171,8 @@ static void test_values_are_typed(void **state)
 
 static void test_unknown_keys(void **state)
 {
-        expect_error("election:\n  lease_duraton_s: 15\n", "2:3: election.lease_duraton_s: unknown key");
+        expect_error("election:\n  lease_duraton_s: 15\n",
+                     "2:3: election.lease_duraton_s: unknown key");
         expect_error("electoin:\n  lease_duration_s: 15\n", "1:1: electoin: unknown section");
         expect_error("progress:\n  password: hunter2\n",
                      "2:3: progress.password: unknown key; secrets are read only from files: "
@@ -234,14 +235,20 @@ static void test_checked_strings(void **state)
         expect_error("nightly:\n  start: \"24:00\"\n",
                      "2:10: nightly.start: \"24:00\" is not a time of day HH:MM");
         expect_error("nightly:\n  start: 1:00\n", "nightly.start: \"1:00\" is not a time of day");
+        /* sscanf("%2d") used to read these as 01:30 and 00:30. */
+        expect_error("nightly:\n  start: \" 1:30\"\n",
+                     "nightly.start: \" 1:30\" is not a time of day");
+        expect_error("nightly:\n  start: \"+0:30\"\n",
+                     "nightly.start: \"+0:30\" is not a time of day");
         expect_error("progress:\n  address: localhost\n",
                      "2:12: progress.address: \"localhost\" is not HOST:PORT");
         expect_error("http:\n  listen: \"0.0.0.0:70000\"\n",
                      "2:11: http.listen: \"0.0.0.0:70000\" is not HOST:PORT");
         expect_error("election:\n  leader_label: \"persistd.io/\"\n",
                      "2:17: election.leader_label: \"persistd.io/\" is not a valid label key");
-        expect_error("election:\n  lease_name: Bad_Name\n",
-                     "2:15: election.lease_name: \"Bad_Name\" is not a valid Kubernetes object name");
+        expect_error(
+            "election:\n  lease_name: Bad_Name\n",
+            "2:15: election.lease_name: \"Bad_Name\" is not a valid Kubernetes object name");
         expect_error("kubernetes:\n  namespace: Redis\n",
                      "2:14: kubernetes.namespace: \"Redis\" is not a valid namespace name");
         expect_error("kubernetes:\n  kubeconfig: /nonexistent/kubeconfig\n",
@@ -256,8 +263,8 @@ static void test_dsn_password_refused(void **state)
                      "2:8: postgres.dsn: holds a password; secrets are read only from files");
         expect_error("postgres:\n  dsn: \"postgresql://app:s3cret@db/x\"\n",
                      "postgres.dsn: holds a password");
-        _cleanup_free_ char *e = load_errors("postgres:\n  dsn: \"postgresql://app:s3cret@db/x\"\n",
-                                             NULL);
+        _cleanup_free_ char *e =
+            load_errors("postgres:\n  dsn: \"postgresql://app:s3cret@db/x\"\n", NULL);
         assert_null(strstr(e, "s3cret"));
         assert_null(load_errors("postgres:\n  dsn: \"postgresql://app@db/x\"\n", NULL));
         assert_null(load_errors("postgres:\n  dsn: \"host=db user=app dbname=x\"\n", NULL));
@@ -350,7 +357,8 @@ static void test_every_error_reported(void **state)
         assert_non_null(strstr(e, "log.level"));
         assert_non_null(strstr(e, "nightly.start"));
         /* In file order, top to bottom. */
-        assert_true(strstr(e, ":2:21: election.lease_duration_s") < strstr(e, ":3:3: election.bogus"));
+        assert_true(strstr(e, ":2:21: election.lease_duration_s") <
+                    strstr(e, ":3:3: election.bogus"));
         assert_true(strstr(e, ":3:3: election.bogus") < strstr(e, ":5:10: log.level"));
         assert_true(strstr(e, ":5:10: log.level") < strstr(e, ":7:10: nightly.start"));
 }
@@ -378,7 +386,8 @@ static void test_environment_overrides(void **state)
 
         setenv("POD_NAMESPACE", "Not_Valid", 1);
         _cleanup_free_ char *e = load_errors("", NULL);
-        assert_non_null(strstr(e, "environment $POD_NAMESPACE: kubernetes.namespace: \"Not_Valid\""));
+        assert_non_null(
+            strstr(e, "environment $POD_NAMESPACE: kubernetes.namespace: \"Not_Valid\""));
         unsetenv("POD_NAME");
         unsetenv("POD_NAMESPACE");
 }
@@ -425,22 +434,22 @@ static void test_example_is_valid(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_defaults),
-                cmocka_unit_test(test_empty_file_is_defaults),
-                cmocka_unit_test(test_values_are_typed),
-                cmocka_unit_test(test_unknown_keys),
-                cmocka_unit_test(test_wrong_types),
-                cmocka_unit_test(test_out_of_range),
-                cmocka_unit_test(test_checked_strings),
-                cmocka_unit_test(test_dsn_password_refused),
-                cmocka_unit_test(test_secret_files),
-                cmocka_unit_test(test_election_timings),
-                cmocka_unit_test(test_every_error_reported),
-                cmocka_unit_test(test_yaml_syntax_and_duplicates),
-                cmocka_unit_test(test_environment_overrides),
-                cmocka_unit_test(test_unreadable_config_file),
-                cmocka_unit_test(test_docs_in_sync),
-                cmocka_unit_test(test_example_is_valid),
+            cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_empty_file_is_defaults),
+            cmocka_unit_test(test_values_are_typed),
+            cmocka_unit_test(test_unknown_keys),
+            cmocka_unit_test(test_wrong_types),
+            cmocka_unit_test(test_out_of_range),
+            cmocka_unit_test(test_checked_strings),
+            cmocka_unit_test(test_dsn_password_refused),
+            cmocka_unit_test(test_secret_files),
+            cmocka_unit_test(test_election_timings),
+            cmocka_unit_test(test_every_error_reported),
+            cmocka_unit_test(test_yaml_syntax_and_duplicates),
+            cmocka_unit_test(test_environment_overrides),
+            cmocka_unit_test(test_unreadable_config_file),
+            cmocka_unit_test(test_docs_in_sync),
+            cmocka_unit_test(test_example_is_valid),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -509,6 +509,8 @@ static void test_label_follows_the_leader(void **state)
 
         struct node *l;
         WAIT_FOR((l = leader_of(ns, 3)) != NULL && only_labeled(&p, l->pod));
+        /* Its Event goes out after the label settles: crashing it before then loses the Event. */
+        WAIT_FOR(events_of(&p, &p.elected) >= 1);
 
         /* The leader dies without cleaning up: its pod keeps the label until the next leader. */
         node_crash(l);

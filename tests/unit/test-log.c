@@ -132,11 +132,11 @@ static void test_level_names(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_json_lines),
-                cmocka_unit_test(test_text_lines),
-                cmocka_unit_test(test_secrets_never_logged),
-                cmocka_unit_test(test_redact_leaves_other_text),
-                cmocka_unit_test(test_level_names),
+            cmocka_unit_test(test_json_lines),
+            cmocka_unit_test(test_text_lines),
+            cmocka_unit_test(test_secrets_never_logged),
+            cmocka_unit_test(test_redact_leaves_other_text),
+            cmocka_unit_test(test_level_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

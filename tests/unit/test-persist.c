@@ -23,8 +23,8 @@ struct fake {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         int saves, running, max_running;
-        bool hold;     /* saves wait while true */
-        bool fail;     /* saves report failure */
+        bool hold; /* saves wait while true */
+        bool fail; /* saves report failure */
         int64_t last_start;
 };
 
@@ -284,11 +284,11 @@ static void test_leadership_loss_fails_queued_requests(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(test_hundred_requests_one_save, setup),
-                cmocka_unit_test_setup(test_request_during_running_save_gets_fresh_save, setup),
-                cmocka_unit_test_setup(test_pool_limit_holds, setup),
-                cmocka_unit_test_setup(test_failure_reaches_every_waiter, setup),
-                cmocka_unit_test_setup(test_leadership_loss_fails_queued_requests, setup),
+            cmocka_unit_test_setup(test_hundred_requests_one_save, setup),
+            cmocka_unit_test_setup(test_request_during_running_save_gets_fresh_save, setup),
+            cmocka_unit_test_setup(test_pool_limit_holds, setup),
+            cmocka_unit_test_setup(test_failure_reaches_every_waiter, setup),
+            cmocka_unit_test_setup(test_leadership_loss_fails_queued_requests, setup),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

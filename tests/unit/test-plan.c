@@ -10,14 +10,14 @@
 
 #include "sched/plan.h"
 
-#define S(x) ((int64_t)(x) * 1000000)
+#define S(x) ((int64_t)(x)*1000000)
 
 static void test_free_pool_starts_on_time(void **state)
 {
         struct plan_slot s[] = {
-                {.slot_us = S(60), .estimate_us = S(10), .seq = 1},
-                {.slot_us = S(0), .estimate_us = S(5), .seq = 2},
-                {.slot_us = S(120), .estimate_us = S(1), .seq = 3},
+            {.slot_us = S(60), .estimate_us = S(10), .seq = 1},
+            {.slot_us = S(0), .estimate_us = S(5), .seq = 2},
+            {.slot_us = S(120), .estimate_us = S(1), .seq = 3},
         };
         assert_int_equal(plan_pool(s, 3, 1, NULL), 0);
         /* Sorted by slot time; each starts on time because the pool is free then. */
@@ -34,7 +34,8 @@ static void test_busy_pool_queues_in_slot_order(void **state)
         /* Four saves of 20 s all due at :00 in a pool of limit 1: back to back. */
         struct plan_slot s[4];
         for (int i = 0; i < 4; i++)
-                s[i] = (struct plan_slot){.slot_us = 0, .estimate_us = S(20), .seq = (uint64_t)(4 - i)};
+                s[i] = (struct plan_slot){
+                    .slot_us = 0, .estimate_us = S(20), .seq = (uint64_t)(4 - i)};
         assert_int_equal(plan_pool(s, 4, 1, NULL), 0);
         for (int i = 0; i < 4; i++) {
                 assert_int_equal(s[i].seq, (uint64_t)(i + 1)); /* ties broken by seq */
@@ -46,16 +47,16 @@ static void test_busy_pool_queues_in_slot_order(void **state)
 static void test_limit_two_uses_both_places(void **state)
 {
         struct plan_slot s[] = {
-                {.slot_us = 0, .estimate_us = S(30), .seq = 1},
-                {.slot_us = 0, .estimate_us = S(10), .seq = 2},
-                {.slot_us = 0, .estimate_us = S(10), .seq = 3},
-                {.slot_us = S(5), .estimate_us = S(10), .seq = 4},
+            {.slot_us = 0, .estimate_us = S(30), .seq = 1},
+            {.slot_us = 0, .estimate_us = S(10), .seq = 2},
+            {.slot_us = 0, .estimate_us = S(10), .seq = 3},
+            {.slot_us = S(5), .estimate_us = S(10), .seq = 4},
         };
         assert_int_equal(plan_pool(s, 4, 2, NULL), 0);
-        assert_int_equal(s[0].start_us, 0);      /* place A until 30 */
-        assert_int_equal(s[1].start_us, 0);      /* place B until 10 */
-        assert_int_equal(s[2].start_us, S(10));  /* B frees first */
-        assert_int_equal(s[3].start_us, S(20));  /* B again, not A (free at 30) */
+        assert_int_equal(s[0].start_us, 0);     /* place A until 30 */
+        assert_int_equal(s[1].start_us, 0);     /* place B until 10 */
+        assert_int_equal(s[2].start_us, S(10)); /* B frees first */
+        assert_int_equal(s[3].start_us, S(20)); /* B again, not A (free at 30) */
         assert_int_equal(s[3].end_us, S(30));
 }
 
@@ -90,12 +91,12 @@ static void test_bad_limit(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_free_pool_starts_on_time),
-                cmocka_unit_test(test_busy_pool_queues_in_slot_order),
-                cmocka_unit_test(test_limit_two_uses_both_places),
-                cmocka_unit_test(test_running_saves_delay_the_plan),
-                cmocka_unit_test(test_overrun),
-                cmocka_unit_test(test_bad_limit),
+            cmocka_unit_test(test_free_pool_starts_on_time),
+            cmocka_unit_test(test_busy_pool_queues_in_slot_order),
+            cmocka_unit_test(test_limit_two_uses_both_places),
+            cmocka_unit_test(test_running_saves_delay_the_plan),
+            cmocka_unit_test(test_overrun),
+            cmocka_unit_test(test_bad_limit),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,7 +188,8 @@ static void test_priority_order(void **state)
                 assert_int_equal(sched_pools_submit(ps, "p", &all[i]->job), 0);
         open_gate(&j);
         wait_settled(&j, 7);
-        /* persist, manual, scheduled by due time (s1 due "0" sorts before s2 due 1), nightly FIFO */
+        /* persist, manual, scheduled by due time (s1 due "0" sorts before s2 due 1), nightly
+         * FIFO */
         assert_string_equal(j.order, "GpmsSnN");
         assert_int_equal(n1.job.generation, 7);
         sched_pools_free(ps);
@@ -397,16 +398,16 @@ static void test_free_cancels_queued(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_limit_never_exceeded),
-                cmocka_unit_test(test_priority_order),
-                cmocka_unit_test(test_due_time_respected),
-                cmocka_unit_test(test_backfill_does_not_delay_urgent_work),
-                cmocka_unit_test(test_backfill_where_it_fits),
-                cmocka_unit_test(test_backfill_starvation_bound),
-                cmocka_unit_test(test_leadership_loss_cancels_queued),
-                cmocka_unit_test(test_withdraw_by_owner),
-                cmocka_unit_test(test_pools_run_in_parallel),
-                cmocka_unit_test(test_free_cancels_queued),
+            cmocka_unit_test(test_limit_never_exceeded),
+            cmocka_unit_test(test_priority_order),
+            cmocka_unit_test(test_due_time_respected),
+            cmocka_unit_test(test_backfill_does_not_delay_urgent_work),
+            cmocka_unit_test(test_backfill_where_it_fits),
+            cmocka_unit_test(test_backfill_starvation_bound),
+            cmocka_unit_test(test_leadership_loss_cancels_queued),
+            cmocka_unit_test(test_withdraw_by_owner),
+            cmocka_unit_test(test_pools_run_in_parallel),
+            cmocka_unit_test(test_free_cancels_queued),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "core/macro.h"
 #include "core/util.h"
 #include "redis/rinfo.h"
 
@@ -372,6 +373,33 @@ static void test_last_value_wins(void **state)
         assert_false(i.rdb_bgsave_in_progress);
 }
 
+/* A version the parser cannot represent is unknown (0), never an overflowed number. */
+static void test_version_bounds(void **state)
+{
+        static const struct {
+                const char *version;
+                int num;
+        } cases[] = {
+            {"7.2.4", 70204},
+            {"7.2", 70200},
+            {"6.2.x", 60200},
+            {"99999999999.0.0", 0},
+            {"7.4294967296.1", 0},
+            {"7.2.100", 0},
+            {"-7.2.0", 0},
+            {"7", 0},
+            {"", 0},
+        };
+        (void)state;
+        for (size_t c = 0; c < ELEMENTSOF(cases); c++) {
+                char text[128];
+                struct rinfo i;
+                snprintf(text, sizeof(text), "redis_version:%s\r\n", cases[c].version);
+                assert_int_equal(rinfo_parse(text, strlen(text), &i), 0);
+                assert_int_equal(i.version_num, cases[c].num);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -389,6 +417,7 @@ int main(void)
             cmocka_unit_test(test_not_info),
             cmocka_unit_test(test_caps),
             cmocka_unit_test(test_last_value_wins),
+            cmocka_unit_test(test_version_bounds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

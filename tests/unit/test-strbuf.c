@@ -59,10 +59,10 @@ static void test_embedded_nul(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_append_and_detach),
-                cmocka_unit_test(test_growth),
-                cmocka_unit_test(test_detach_empty),
-                cmocka_unit_test(test_embedded_nul),
+            cmocka_unit_test(test_append_and_detach),
+            cmocka_unit_test(test_growth),
+            cmocka_unit_test(test_detach_empty),
+            cmocka_unit_test(test_embedded_nul),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,8 +57,8 @@ static void test_host_port(void **state)
         free(host);
         assert_int_equal(parse_host_port("redis.svc.cluster.local:1", &host, &port), 0);
         free(host);
-        static const char *const bad[] = {"localhost", ":80", "host:0", "host:65536", "host:",
-                                          "::1:80", "a b:1", "[::1]80"};
+        static const char *const bad[] = {"localhost", ":80",    "host:0", "host:65536",
+                                          "host:",     "::1:80", "a b:1",  "[::1]80"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 if (parse_host_port(bad[i], &host, &port) != -EINVAL)
                         fail_msg("accepted \"%s\"", bad[i]);
@@ -114,12 +114,9 @@ static void test_consttime_compare(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_int64),
-                cmocka_unit_test(test_parse_double),
-                cmocka_unit_test(test_host_port),
-                cmocka_unit_test(test_kubernetes_names),
-                cmocka_unit_test(test_secret_file),
-                cmocka_unit_test(test_consttime_compare),
+            cmocka_unit_test(test_parse_int64), cmocka_unit_test(test_parse_double),
+            cmocka_unit_test(test_host_port),   cmocka_unit_test(test_kubernetes_names),
+            cmocka_unit_test(test_secret_file), cmocka_unit_test(test_consttime_compare),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
