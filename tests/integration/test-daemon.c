@@ -232,12 +232,40 @@ static void test_schedule_persist_and_tasks_api(void **state)
         cluster_stop(&cl);
 }
 
+/* A database migrated by a newer persistd: start-up stops with a clear error and exit 1. */
+static void test_newer_schema_refuses_to_start(void **state)
+{
+        struct cluster cl;
+        (void)state;
+
+        cluster_start(&cl, NULL, false);
+        th_pg_exec(cl.sql, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                           "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+        th_pg_exec(cl.sql, "INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')");
+        replica_spawn(&cl, 0);
+        int status = 0;
+        assert_true(th_wait_exit(cl.r[0].pid, 20000, &status));
+        cl.r[0].pid = -1;
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 1);
+        char *log = slurp(cl.r[0].log_path);
+        assert_non_null(strstr(log, "newer than this persistd"));
+        assert_non_null(strstr(log, "9999"));
+        free(log);
+        /* Nothing acted: no Lease was ever written. */
+        char *holder = lease_holder(&cl);
+        assert_string_equal(holder, "");
+        free(holder);
+        cluster_stop(&cl);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_failover_labels_and_probes),
             cmocka_unit_test(test_schedule_persist_and_tasks_api),
+            cmocka_unit_test(test_newer_schema_refuses_to_start),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         curl_global_cleanup();
