@@ -96,6 +96,24 @@ static void test_failover_labels_and_probes(void **state)
         assert_int_equal(count_leaders(&cl), 1);
         assert_true(says_leader(&cl, l3));
 
+        /*
+         * SIGSTOP (a paused process): the other replica takes over within lease + retry. Woken
+         * up, the old leader finds its renew deadline long past and does not act as leader.
+         */
+        kill(cl.r[l3].pid, SIGSTOP);
+        int l4 = wait_settled_leader(&cl, l3, (int64_t)(LEASE_S + RETRY_S + 6) * USEC_PER_SEC,
+                                     &lease_us);
+        printf("failover after SIGSTOP: new holder after %.0f ms\n", (double)lease_us / 1e3);
+        kill(cl.r[l3].pid, SIGCONT);
+        int64_t deadline = clock_mono_us() + 5 * USEC_PER_SEC;
+        while (says_leader(&cl, l3) && clock_mono_us() < deadline)
+                clock_sleep_us(20 * 1000);
+        assert_false(says_leader(&cl, l3));
+        clock_sleep_us(1000 * 1000);
+        assert_int_equal(count_leaders(&cl), 1);
+        assert_true(says_leader(&cl, l4));
+        assert_false(pod_labelled(&cl, cl.r[l3].pod));
+
         /* No secret in any log. */
         for (int i = 0; i < N_REPLICAS; i++) {
                 char *log = slurp(cl.r[i].log_path);
