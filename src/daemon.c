@@ -145,7 +145,7 @@ static void *leadership_thread(void *userdata)
                         log_info("Leading (term %llu): starting the fleet",
                                  (unsigned long long)gen);
                         fleet_start_leading(d->fleet, gen);
-                } else if (!gen) {
+                } else {
                         fleet_stop_leading(d->fleet);
                 }
                 pthread_mutex_lock(&d->lock);
@@ -243,13 +243,13 @@ static int start_store(struct daemon *d)
             .statement_timeout_ms = c->postgres.connect_timeout_s * 1000,
         };
         int64_t backoff = 250 * 1000;
-        int from, to, r;
+        int from = 0, to = 0;
 
         d->store = pgstore_new(&o);
         if (!d->store)
                 return -ENOMEM;
         for (;;) {
-                r = pgstore_connect(d->store);
+                int r = pgstore_connect(d->store);
                 if (r == 0) {
                         r = pgstore_migrate(d->store, &from, &to);
                         if (r == 0)

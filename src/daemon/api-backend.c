@@ -258,8 +258,10 @@ static int op_status(void *ud, struct api_status *out, struct api_error *err)
                 return r;
         }
         out->epoch = fs.epoch;
-        for (size_t i = 0; i < fs.n_hours && i < ELEMENTSOF(out->loaded_hours_us); i++)
-                out->loaded_hours_us[out->n_loaded_hours++] = fs.hours[i].hour_us;
+        /* fs.hours holds 2, out->loaded_hours_us 4. */
+        for (size_t i = 0; i < ELEMENTSOF(fs.hours); i++)
+                if (i < fs.n_hours)
+                        out->loaded_hours_us[out->n_loaded_hours++] = fs.hours[i].hour_us;
         if (fs.n_pools) {
                 out->pools = calloc(fs.n_pools, sizeof(*out->pools));
                 if (!out->pools) {
@@ -319,7 +321,6 @@ struct task_page {
         struct api_task *tasks;
         size_t n;
         bool more;
-        bool oom;
 };
 
 static int collect_task(const struct pgstore_task *t, void *userdata)
