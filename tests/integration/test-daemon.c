@@ -86,7 +86,7 @@ static void test_failover_labels_and_probes(void **state)
         kill(cl.r[l2].pid, SIGTERM);
         int l3 = wait_settled_leader(&cl, l2, 10 * USEC_PER_SEC, &lease_us);
         printf("graceful hand-over: new holder after %.0f ms\n", (double)lease_us / 1e3);
-        assert_true(lease_us < LEASE_S * USEC_PER_SEC);
+        assert_true(lease_us < USEC_PER_SEC); /* the lease (2 s) would take longer */
         int status = 0;
         assert_true(th_wait_exit(cl.r[l2].pid, 10000, &status));
         assert_true(WIFEXITED(status));
