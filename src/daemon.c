@@ -397,6 +397,7 @@ static int start_http(struct daemon *d)
             .store = d->store,
             .fleet = d->fleet,
             .elector = d->elector,
+            .lease = d->lease,
             .lease_duration_s = c->election.lease_duration_s,
         };
         int r;

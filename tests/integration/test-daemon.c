@@ -220,6 +220,49 @@ static void test_schedule_persist_and_tasks_api(void **state)
                         id->valuestring);
         wait_count(&cl, sql, 1, 15 * USEC_PER_SEC);
         free(sql);
+        /* Run now: a manual run of the task, queued ahead of scheduled work. */
+        char *run_path = xasprintf("%s/run", path);
+        assert_int_equal(http(cl.r[l].port, "POST", run_path, "{}", &body), 202);
+        assert_non_null(strstr(body, "\"manual\""));
+        free(body);
+        free(run_path);
+        wait_count(&cl,
+                   "SELECT count(*) FROM runs WHERE kind = 'manual' AND state = 'succeeded' AND "
+                   "instance_id = 'redis-b'",
+                   1, 15 * USEC_PER_SEC);
+
+        /* The read side: instances (by pool), runs (by instance and kind), status, plan, nightly.
+         */
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances?pool=hdd", NULL, &body), 200);
+        assert_non_null(strstr(body, "redis-c"));
+        assert_null(strstr(body, "redis-a"));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances/redis-a", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"ssd\""));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances/redis-nope", NULL, NULL), 404);
+        assert_int_equal(
+            http(cl.r[l].port, "GET", "/v1/runs?instance=redis-c&kind=persist", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"succeeded\""));
+        assert_null(strstr(body, "\"scheduled\""));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/status", NULL, &body), 200);
+        cJSON *so = cJSON_Parse(body);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(so, "is_leader")));
+        assert_true(cJSON_GetObjectItem(so, "epoch")->valuedouble >= 1);
+        cJSON *lease = cJSON_GetObjectItem(so, "lease");
+        assert_string_equal(cJSON_GetObjectItem(lease, "holder")->valuestring, holder);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(lease, "renew_time")));
+        assert_non_null(strstr(body, "\"hdd\""));
+        cJSON_Delete(so);
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/plan", NULL, &body), 200);
+        assert_non_null(strstr(body, "redis-a"));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/nightly", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"state\""));
+        free(body);
+
         long del = http(cl.r[l].port, "DELETE", path, NULL, NULL);
         assert_true(del == 200 || del == 204);
         assert_int_equal(http(cl.r[l].port, "GET", path, NULL, NULL), 404);
