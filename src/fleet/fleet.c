@@ -681,10 +681,16 @@ static int exec_save(struct fleet *f, struct finst *in, struct exec *x)
         if (o == DRIVER_SUCCEEDED)
                 learned(f, in, x);
         else {
+                bool again;
+                pthread_mutex_lock(&f->lock);
+                again = in->has_last && in->last_state != PGSTORE_RUN_SUCCEEDED;
+                pthread_mutex_unlock(&f->lock);
                 log_warn("instance \"%s\": %s save failed: %s", in->row.id,
                          pgstore_run_kind_to_string(x->kind), x->error);
-                event(f, FLEET_EVENT_WARNING, "SaveFailed", "%s save of %s failed: %s",
-                      pgstore_run_kind_to_string(x->kind), in->row.id, x->error);
+                /* One event when an instance starts failing, not one per failed slot. */
+                if (!again)
+                        event(f, FLEET_EVENT_WARNING, "SaveFailed", "%s save of %s failed: %s",
+                              pgstore_run_kind_to_string(x->kind), in->row.id, x->error);
         }
         return exec_finish(f, in, x);
 }

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "core/clock.h"
+#include "http/metrics.h"
 #include "test-fleet-util.h"
 
 struct cond_arg {
@@ -59,6 +60,8 @@ static void test_scheduled_runs(void **state)
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r2', '0 61 * * *')");
 
         fx_options(&o, "fleet-a", 1, 1);
+        fx_metrics = metrics_new();
+        assert_non_null(fx_metrics);
         f = fx_fleet(&x, &o, NULL, NULL);
         struct pgstore_options lo = {
             .dsn = x.dsn, .connect_timeout_s = 5, .statement_timeout_ms = 10000};
@@ -107,8 +110,24 @@ static void test_scheduled_runs(void **state)
         assert_true(info.save_config_ok);
         assert_string_equal(info.pool, "p1");
 
+        /* Metrics: runs by kind and result, the pool limit, the failing instance. */
+        const char *ok[] = {"scheduled", "succeeded"};
+        const char *bad[] = {"scheduled", "failed"};
+        const char *p1[] = {"p1"};
+        const char *p2[] = {"p2"};
+        assert_true(metrics_value(fx_metrics, M_RUNS, ok) >= 2);
+        assert_true(metrics_value(fx_metrics, M_RUNS, bad) >= 1);
+        clock_sleep_us(600 * 1000); /* the gauges are published every 200 ms */
+        assert_true(metrics_value(fx_metrics, M_POOL_LIMIT, p1) == 1);
+        assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p2) == 1);
+        assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p1) == 0);
+        assert_true(metrics_value(fx_metrics, M_SAVE_DURATION, p1) >= 2);
+        assert_true(atomic_load(&x.events) >= 2); /* InvalidTask, SaveFailed */
+
         pgstore_listener_free(l);
         fleet_free(f);
+        metrics_free(fx_metrics);
+        fx_metrics = NULL;
         fx_close(&x);
 }
 
@@ -256,7 +275,7 @@ static void test_reconciliation(void **state)
         assert_int_equal(pgstore_epoch_bump(old, "old-leader", &e1), 0);
 
         /* ra: the old leader started a save that is still running. */
-        fx_slow(&x, 0, 300, 10000); /* ~3 s */
+        fx_slow(&x, 0, 800, 10000); /* ~8 s */
         a0 = fx_rdb_saves(&x, 0);
         int64_t ra =
             old_run(old, e1, "ra", true, a0, th_redis_info_int(x.rc[0], "rdb_last_save_time"));
@@ -335,7 +354,7 @@ static void test_persist_coalesces(void **state)
         fx_open(&x, "fleet_persist", 2, NULL);
         fx_instance(&x, "r1", 0, "p1");
         fx_instance(&x, "r0", 1, "p1");
-        fx_slow(&x, 1, 200, 10000); /* r0's save holds p1's only place ~2 s */
+        fx_slow(&x, 1, 400, 10000); /* r0's save holds p1's only place ~4 s */
         fx_options(&o, "fleet-a", 1, 1);
         f = fx_fleet(&x, &o, NULL, NULL);
         fleet_start_leading(f, 1);
