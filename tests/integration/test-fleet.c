@@ -59,6 +59,11 @@ static void test_scheduled_runs(void **state)
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('down', '*/2 * * * * *')");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r2', '0 61 * * *')");
 
+        /* A final run older than the retention. */
+        fx_sql(&x, "INSERT INTO runs (instance_id, kind, action, state, epoch, leader_identity, "
+                   "claimed_at, started_at, finished_at) VALUES ('r1', 'persist', 'bgsave', "
+                   "'succeeded', 1, 'old', now() - interval '40 days', now() - interval '40 "
+                   "days', now() - interval '40 days')");
         fx_options(&o, "fleet-a", 1, 1);
         fx_metrics = metrics_new();
         assert_non_null(fx_metrics);
@@ -104,6 +109,23 @@ static void test_scheduled_runs(void **state)
                  "SELECT count(*) FROM tasks WHERE schedule = '0 0 1 1 *' AND invalid_reason IS "
                  "NULL",
                  1, 10000);
+        /* Retention removed the old run while leading. */
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE claimed_at < now() - "
+                                    "interval '30 days'"),
+                         0);
+        /* Run now: a manual run at manual priority. */
+        struct pgstore_run mr;
+        char err[256];
+        long long tid = fx_int(&x, "SELECT id FROM tasks WHERE instance_id = 'r1'");
+        assert_int_equal(fleet_task_run_now(f, tid, &mr, err, sizeof(err)), 0);
+        assert_int_equal(mr.kind, PGSTORE_RUN_MANUAL);
+        char sql[160];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM runs WHERE id = %lld AND kind = 'manual' AND state = "
+                 "'succeeded'",
+                 (long long)mr.id);
+        wait_sql(&x, sql, 1, 20000);
+        assert_int_equal(fleet_task_run_now(f, 999999, &mr, err, sizeof(err)), -ENOENT);
         struct fleet_instance_info info;
         assert_int_equal(fleet_instance_get(f, "r1", &info), 0);
         assert_true(info.capabilities_known);
