@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
 # Sourced by the fleet benchmarks (bench/storm, bench/nightly): build a bench program against
 # libpersistd, and start a fleet of real redis-server instances on loopback, each with its own
 # directory under one parent directory (one filesystem: one disk pool), persistence off, filled
@@ -8,6 +9,10 @@
 FLEET_DIR=""
 FLEET_PIDS=()
 FLEET_PORTS=()
+# Set by bench_build: the program just built.
+export BENCH_BIN=""
+# Set by progress_start.
+export PROGRESS_PORT=""
 
 # bench_build NAME SOURCE...: compile build/bench/NAME from the sources and libpersistd.a.
 bench_build() {
@@ -47,32 +52,46 @@ port_free() {
         ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# redis_spawn DIR: a redis-server with persistence off, on a free port written to REDIS_PORT.
+redis_spawn() {
+        local dir=$1 port=$((20000 + RANDOM % 20000))
+        while ! port_free "$port"; do port=$((port + 1)); done
+        mkdir -p "$dir"
+        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+                --dir "$dir" --dbfilename dump.rdb --rdbcompression no \
+                --enable-debug-command yes --logfile "$dir/redis.log" \
+                --daemonize no >/dev/null 2>&1 &
+        FLEET_PIDS+=($!)
+        REDIS_PORT=$port
+        for _ in $(seq 200); do
+                redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+                sleep 0.05
+        done
+        echo "redis-server on port $port did not start" >&2
+        return 1
+}
+
+bench_dir() {
+        [[ -n "$FLEET_DIR" ]] ||
+                FLEET_DIR=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/persistd-bench.XXXXXX")
+}
+
+# progress_start: one more, empty, redis-server for the progress store; sets PROGRESS_PORT.
+progress_start() {
+        bench_dir
+        redis_spawn "$FLEET_DIR/progress"
+        PROGRESS_PORT=$REDIS_PORT
+}
+
 # fleet_start N MB: N instances of about MB megabytes each (1 KiB values), in a fresh directory
 # under ${BENCH_TMPDIR:-/var/tmp} (a real disk, not tmpfs). Sets FLEET_PORTS.
 fleet_start() {
-        local n=$1 mb=$2 i port dir
+        local n=$1 mb=$2 i port
         command -v redis-server >/dev/null || { echo "redis-server not found" >&2; return 1; }
-        FLEET_DIR=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/persistd-bench.XXXXXX")
-        port=$((20000 + RANDOM % 20000))
+        bench_dir
         for ((i = 0; i < n; i++)); do
-                while ! port_free "$port"; do port=$((port + 1)); done
-                dir="$FLEET_DIR/redis-$i"
-                mkdir -p "$dir"
-                redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-                        --dir "$dir" --dbfilename dump.rdb --rdbcompression no \
-                        --enable-debug-command yes --logfile "$dir/redis.log" \
-                        --daemonize no >/dev/null 2>&1 &
-                FLEET_PIDS+=($!)
-                FLEET_PORTS+=("$port")
-                port=$((port + 1))
-        done
-        for port in "${FLEET_PORTS[@]}"; do
-                for _ in $(seq 200); do
-                        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
-                        sleep 0.05
-                done
-                redis-cli -p "$port" ping 2>/dev/null | grep -q PONG ||
-                        { echo "redis-server on port $port did not start" >&2; return 1; }
+                redis_spawn "$FLEET_DIR/redis-$i"
+                FLEET_PORTS+=("$REDIS_PORT")
         done
         # 1 KiB values: MB x 1000 keys make about MB megabytes of data (and of RDB file).
         local keys=$((mb * 1000))

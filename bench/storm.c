@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "fleet-sampler.h"
 #include "redis/driver.h"
 #include "sched/pool.h"
@@ -233,17 +234,25 @@ static void paced(struct fleet_sampler *s, struct phase *ret)
         summarise(s, ret);
 }
 
+static int sample_ms(void)
+{
+        const char *e = getenv("BENCH_SAMPLE_MS");
+        int ms = e ? atoi(e) : 10;
+        return ms >= 1 && ms <= 1000 ? ms : 10;
+}
+
 int main(int argc, char *argv[])
 {
         if (argc < 2)
                 die("usage: storm PORT...");
+        log_setup(LOG_LEVEL_WARN, LOG_FORMAT_TEXT, 2);
         n_inst = argc - 1;
         ports = calloc((size_t)n_inst, sizeof(*ports));
         if (!ports)
                 die("out of memory");
         for (int i = 0; i < n_inst; i++)
                 ports[i] = atoi(argv[i + 1]);
-        struct fleet_sampler *s = fleet_sampler_new(ports, (size_t)n_inst, 10);
+        struct fleet_sampler *s = fleet_sampler_new(ports, (size_t)n_inst, sample_ms());
         if (!s)
                 return 1;
         struct phase st, pa;
