@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
@@ -23,6 +25,8 @@ struct inst {
         pid_t pid, child;
         bool saving;
         int64_t start_us;
+        int64_t child_exit_us; /* when the save child of the current save was seen gone */
+        bool child_done;
         uint64_t bytes; /* monotonic */
 };
 
@@ -37,6 +41,8 @@ struct fleet_sampler {
         size_t n_samples;
         struct fleet_save *saves;
         size_t n_saves, alloc_saves;
+        char device_stat[128]; /* "" when not sampled */
+        uint64_t device_bytes;
 };
 
 static long info_field(const char *info, const char *name)
@@ -102,7 +108,24 @@ static pid_t find_child(pid_t parent)
         return found;
 }
 
-struct fleet_sampler *fleet_sampler_new(const int *ports, size_t n, int interval_ms)
+/* Sectors (512 bytes, whatever the device's block size) written, the 7th field. */
+static bool device_written(const char *path, uint64_t *ret)
+{
+        FILE *f = fopen(path, "re");
+        unsigned long long v[7];
+        if (!f)
+                return false;
+        int k = fscanf(f, "%llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                       &v[5], &v[6]);
+        fclose(f);
+        if (k != 7)
+                return false;
+        *ret = v[6] * 512;
+        return true;
+}
+
+struct fleet_sampler *fleet_sampler_new(const int *ports, size_t n, int interval_ms,
+                                        const char *dir)
 {
         struct fleet_sampler *s = calloc(1, sizeof(*s));
         if (!s || !(s->inst = calloc(n, sizeof(*s->inst))) ||
@@ -112,6 +135,14 @@ struct fleet_sampler *fleet_sampler_new(const int *ports, size_t n, int interval
         }
         s->n = n;
         s->interval_ms = interval_ms;
+        struct stat st;
+        uint64_t b;
+        if (dir && stat(dir, &st) == 0) {
+                snprintf(s->device_stat, sizeof(s->device_stat), "/sys/dev/block/%u:%u/stat",
+                         major(st.st_dev), minor(st.st_dev));
+                if (!device_written(s->device_stat, &b))
+                        s->device_stat[0] = '\0'; /* e.g. an overlay or tmpfs: no device */
+        }
         for (size_t i = 0; i < n; i++) {
                 struct inst *in = &s->inst[i];
                 struct timeval tv = {.tv_sec = 5};
@@ -152,7 +183,13 @@ void fleet_sampler_free(struct fleet_sampler *s)
         free(s);
 }
 
-static void add_save(struct fleet_sampler *s, int inst, int64_t start, int64_t end)
+bool fleet_sampler_has_device(const struct fleet_sampler *s)
+{
+        return s->device_stat[0] != '\0';
+}
+
+static void add_save(struct fleet_sampler *s, int inst, int64_t start, int64_t end,
+                     int64_t child_exit)
 {
         if (s->n_saves == s->alloc_saves) {
                 size_t alloc = s->alloc_saves ? 2 * s->alloc_saves : 64;
@@ -162,8 +199,8 @@ static void add_save(struct fleet_sampler *s, int inst, int64_t start, int64_t e
                 s->saves = p;
                 s->alloc_saves = alloc;
         }
-        s->saves[s->n_saves++] =
-            (struct fleet_save){.inst = inst, .start_us = start, .end_us = end};
+        s->saves[s->n_saves++] = (struct fleet_save){
+            .inst = inst, .start_us = start, .end_us = end, .child_exit_us = child_exit};
 }
 
 /* One round of INFO persistence over every instance: the saving flags. -1 on a lost server. */
@@ -206,9 +243,19 @@ static void *run(void *arg)
                         struct inst *in = &s->inst[i];
                         bool ok, cok = false;
                         uint64_t b = write_bytes_of(in->pid, &ok);
-                        if (in->child > 0 && parent_of(in->child) != in->pid)
+                        if (now[i] && !in->saving) {
+                                in->start_us = t;
+                                in->child_exit_us = 0;
+                                in->child_done = false;
+                        }
+                        if (in->child > 0 && parent_of(in->child) != in->pid) {
+                                /* Exited (a zombie until Redis reaps it) or reaped. */
+                                if (!in->child_done && (now[i] || in->saving))
+                                        in->child_exit_us = t;
+                                in->child_done = true;
                                 in->child = 0;
-                        if (now[i] && in->child == 0)
+                        }
+                        if (now[i] && in->child == 0 && !in->child_done)
                                 in->child = find_child(in->pid);
                         if (in->child > 0) {
                                 uint64_t cb = write_bytes_of(in->child, &cok);
@@ -218,14 +265,17 @@ static void *run(void *arg)
                         if (ok && b > in->bytes)
                                 in->bytes = b; /* a reap between the two reads dips: clamp */
                         total += in->bytes;
-                        if (now[i] && !in->saving)
-                                in->start_us = t;
-                        else if (!now[i] && in->saving)
-                                add_save(s, (int)i, in->start_us, t);
+                        if (!now[i] && in->saving)
+                                add_save(s, (int)i, in->start_us, t,
+                                         in->child_exit_us ? in->child_exit_us : t);
                         in->saving = now[i];
                 }
-                s->samples[s->n_samples++] =
-                    (struct fleet_sample){.t_us = t, .saving = k, .bytes = total};
+                uint64_t dev;
+                if (s->device_stat[0] && device_written(s->device_stat, &dev) &&
+                    dev > s->device_bytes)
+                        s->device_bytes = dev;
+                s->samples[s->n_samples++] = (struct fleet_sample){
+                    .t_us = t, .saving = k, .bytes = total, .device_bytes = s->device_bytes};
                 next += s->interval_ms * USEC_PER_MSEC;
                 int64_t wait = next - clock_mono_us();
                 if (wait > 0)
@@ -247,6 +297,7 @@ int fleet_sampler_start(struct fleet_sampler *s)
         for (size_t i = 0; i < s->n; i++) {
                 s->inst[i].saving = false;
                 s->inst[i].child = 0;
+                s->inst[i].child_done = false;
                 s->inst[i].bytes = 0;
         }
         int r = pthread_create(&s->thread, NULL, run, s);
@@ -296,7 +347,7 @@ int fleet_peak_saving(const struct fleet_sample *v, size_t n)
         return peak;
 }
 
-double fleet_peak_rate(const struct fleet_sample *v, size_t n, int64_t window_us)
+static double peak_rate(const struct fleet_sample *v, size_t n, int64_t window_us, bool device)
 {
         double peak = 0;
         size_t j = 0;
@@ -306,11 +357,23 @@ double fleet_peak_rate(const struct fleet_sample *v, size_t n, int64_t window_us
                 int64_t dt = v[i].t_us - v[j].t_us;
                 if (dt < window_us / 2)
                         continue; /* not a full window yet */
-                double rate = (double)(v[i].bytes - v[j].bytes) * 1e6 / (double)dt;
+                uint64_t d =
+                    device ? v[i].device_bytes - v[j].device_bytes : v[i].bytes - v[j].bytes;
+                double rate = (double)d * 1e6 / (double)dt;
                 if (rate > peak)
                         peak = rate;
         }
         return peak;
+}
+
+double fleet_peak_rate(const struct fleet_sample *v, size_t n, int64_t window_us)
+{
+        return peak_rate(v, n, window_us, false);
+}
+
+double fleet_peak_device_rate(const struct fleet_sample *v, size_t n, int64_t window_us)
+{
+        return peak_rate(v, n, window_us, true);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -74,6 +74,7 @@ redis_spawn() {
 bench_dir() {
         [[ -n "$FLEET_DIR" ]] ||
                 FLEET_DIR=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/persistd-bench.XXXXXX")
+        export BENCH_FLEET_DIR=$FLEET_DIR # the sampler watches this directory's block device
 }
 
 # progress_start: one more, empty, redis-server for the progress store; sets PROGRESS_PORT.

@@ -288,7 +288,8 @@ int main(int argc, char *argv[])
                     ri.has_used_memory && ri.used_memory > 0 ? (uint64_t)ri.used_memory : 0;
         }
 
-        struct fleet_sampler *smp = fleet_sampler_new(ports, (size_t)n_inst, sample_ms());
+        struct fleet_sampler *smp =
+            fleet_sampler_new(ports, (size_t)n_inst, sample_ms(), getenv("BENCH_FLEET_DIR"));
         if (!smp)
                 return 1;
         struct sched_pools *pools = sched_pools_new(limit_of, NULL, 60 * USEC_PER_SEC);
@@ -332,10 +333,10 @@ int main(int argc, char *argv[])
         const struct fleet_sample *v = fleet_sampler_samples(smp, &ns);
         const struct fleet_save *sv0 = fleet_sampler_saves(smp, &nsv);
         struct fleet_save *sv = calloc(nsv + 1, sizeof(*sv));
-        double *gaps = calloc(nsv + 1, sizeof(*gaps));
+        double *gaps = calloc(nsv + 1, sizeof(*gaps)), *dk = calloc(nsv + 1, sizeof(*dk));
         struct wall_save *ws = calloc((size_t)n_inst, sizeof(*ws));
         double *dgaps = calloc((size_t)n_inst, sizeof(*dgaps));
-        if (!sv || !gaps || !ws || !dgaps)
+        if (!sv || !gaps || !dk || !ws || !dgaps)
                 die("out of memory");
         memcpy(sv, sv0, nsv * sizeof(*sv));
         qsort(sv, nsv, sizeof(*sv), cmp_start);
@@ -346,8 +347,10 @@ int main(int argc, char *argv[])
         int64_t sum = 0;
         for (size_t i = 0; i < nsv; i++) {
                 sum += sv[i].end_us - sv[i].start_us;
-                if (i > 0)
+                if (i > 0) {
                         gaps[i - 1] = (double)(sv[i].start_us - sv[i - 1].end_us) / 1e3;
+                        dk[i - 1] = (double)(sv[i].start_us - sv[i - 1].child_exit_us) / 1e3;
+                }
         }
         int64_t makespan = nsv ? sv[nsv - 1].end_us - sv[0].start_us : 0;
 
@@ -373,10 +376,13 @@ int main(int argc, char *argv[])
                fleet_quantile(dgaps, (size_t)(n_inst - 1), 0.5));
         printf("driver_idle_gap_p99_ms: %.1f ms\n",
                fleet_quantile(dgaps, (size_t)(n_inst - 1), 0.99));
+        printf("disk_idle_gap_median_ms: %.1f ms\n", fleet_quantile(dk, ng, 0.5));
+        printf("disk_idle_gap_p99_ms: %.1f ms\n", fleet_quantile(dk, ng, 0.99));
         printf("peak_write_mb_s: %.1f MB/s\n", fleet_peak_rate(v, ns, 100 * USEC_PER_MSEC) / 1e6);
 
         free(sv);
         free(gaps);
+        free(dk);
         free(ws);
         free(dgaps);
         fleet_sampler_free(smp);

@@ -28,7 +28,7 @@
 
 struct phase {
         int peak_saving;
-        double peak_rate, makespan_s, written_mb;
+        double peak_rate, peak_device_rate, makespan_s, written_mb;
         size_t saves;
 };
 
@@ -80,6 +80,7 @@ static void summarise(struct fleet_sampler *s, struct phase *ret)
         }
         ret->peak_saving = fleet_peak_saving(v, n);
         ret->peak_rate = fleet_peak_rate(v, n, WINDOW_US);
+        ret->peak_device_rate = fleet_peak_device_rate(v, n, WINDOW_US);
         ret->makespan_s = k ? (double)(last - first) / 1e6 : 0;
         ret->saves = k;
         ret->written_mb = n ? (double)(v[n - 1].bytes - v[0].bytes) / 1e6 : 0;
@@ -252,7 +253,8 @@ int main(int argc, char *argv[])
                 die("out of memory");
         for (int i = 0; i < n_inst; i++)
                 ports[i] = atoi(argv[i + 1]);
-        struct fleet_sampler *s = fleet_sampler_new(ports, (size_t)n_inst, sample_ms());
+        struct fleet_sampler *s =
+            fleet_sampler_new(ports, (size_t)n_inst, sample_ms(), getenv("BENCH_FLEET_DIR"));
         if (!s)
                 return 1;
         struct phase st, pa;
@@ -268,6 +270,10 @@ int main(int argc, char *argv[])
         printf("peak_concurrent_saves_paced: %d saves\n", pa.peak_saving);
         printf("peak_write_mb_s_storm: %.1f MB/s\n", st.peak_rate / 1e6);
         printf("peak_write_mb_s_paced: %.1f MB/s\n", pa.peak_rate / 1e6);
+        if (fleet_sampler_has_device(s)) {
+                printf("peak_device_write_mb_s_storm: %.1f MB/s\n", st.peak_device_rate / 1e6);
+                printf("peak_device_write_mb_s_paced: %.1f MB/s\n", pa.peak_device_rate / 1e6);
+        }
         printf("makespan_s_storm: %.2f s\n", st.makespan_s);
         printf("makespan_s_paced: %.2f s\n", pa.makespan_s);
         printf("written_mb_storm: %.0f MB\n", st.written_mb);
