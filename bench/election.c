@@ -153,6 +153,9 @@ static int wait_leader(int not, int64_t t0, int64_t quiet_us, int64_t timeout_us
 static void round_trip(int sig, double *ms, int *leader)
 {
         int l = *leader;
+        /* A random phase against the leader's renewals (every retry period), so the rounds do
+         * not all kill it the same time after a renewal. */
+        clock_sleep_us((int64_t)(drand48() * (double)retry_ms) * USEC_PER_MSEC);
         int64_t t0 = clock_mono_us();
         kill(pids[l], sig);
         int64_t quiet = sig == SIGKILL ? (lease_s - 2) * USEC_PER_SEC : 0;
@@ -201,6 +204,7 @@ int main(int argc, char *argv[])
         renew_ms = lease_s * 1000LL * 10 / 15;
         retry_ms = lease_s * 1000LL * 2 / 15;
 
+        srand48((long)clock_mono_us() ^ (long)getpid());
         th_kube_start(&kube, NULL);
         kube_up = true;
         atexit(cleanup);

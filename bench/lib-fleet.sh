@@ -22,8 +22,8 @@ bench_build() {
         [[ -f "$build/build.ninja" ]] || meson setup "$build" >/dev/null
         meson compile -C "$build" >/dev/null
         mkdir -p "$build/bench"
-        # shellcheck disable=SC2046
-        cc -std=gnu11 -O2 -Wall -Wvla -Wshadow -Werror -D_GNU_SOURCE -I"$build" -Isrc -Ibench "$@" \
+        # shellcheck disable=SC2046,SC2086 # BENCH_CFLAGS: e.g. "-fsanitize=address,undefined"
+        cc -std=gnu11 -O2 -Wall -Wvla -Wshadow -Werror -D_GNU_SOURCE ${BENCH_CFLAGS:-} -I"$build" -Isrc -Ibench "$@" \
                 "$build/src/libpersistd.a" \
                 $(pkg-config --cflags --libs libpq libcurl libcjson hiredis yaml-0.1 libmicrohttpd) \
                 -lpthread -lm -o "$build/bench/$name"
