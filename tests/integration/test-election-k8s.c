@@ -174,6 +174,27 @@ static void test_one_leader_release_and_stop(void **state)
         clock_sleep_us(2 * USEC_PER_SEC);
         assert_int_equal(leader_of(rs, N), l);
 
+        /* A step-down (the fleet was deposed) ends the term at once; the elector competes again. */
+        pthread_mutex_lock(&rs[l].lock);
+        int stops = rs[l].stops;
+        pthread_mutex_unlock(&rs[l].lock);
+        elector_step_down(rs[l].elector);
+        deadline = clock_mono_us() + 5 * USEC_PER_SEC;
+        for (;;) {
+                pthread_mutex_lock(&rs[l].lock);
+                bool stopped = rs[l].stops > stops;
+                pthread_mutex_unlock(&rs[l].lock);
+                if (stopped || clock_mono_us() > deadline)
+                        break;
+                clock_sleep_us(5 * 1000);
+        }
+        pthread_mutex_lock(&rs[l].lock);
+        bool stepped_down = rs[l].stops > stops;
+        pthread_mutex_unlock(&rs[l].lock);
+        assert_true(stepped_down);
+        /* The Lease still names it, so it (or, after expiry, another) leads again. */
+        l = wait_leader(rs, N, -1, 10 * USEC_PER_SEC);
+
         /* Release: a follower takes over through the watch, far sooner than the lease. */
         int64_t t0 = clock_mono_us();
         assert_int_equal(elector_release(rs[l].elector, 2 * USEC_PER_SEC), 0);

@@ -871,6 +871,16 @@ static void test_fault_errors_drops_latency_stats(void **state)
             th_kube_request(&k, k.admin_token, "PUT", LEASES "/f", "application/json", put, NULL),
             200);
 
+        /* a fraction with a count: at most that many */
+        th_kube_faults(&k, "{\"error\":{\"status\":503,\"fraction\":1.0,\"count\":2}}");
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         503);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         503);
+        assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
+                         200);
+        th_kube_clear_faults(&k);
+
         /* a dropped connection gets no answer at all; the next one is served */
         th_kube_faults(&k, "{\"drop\":{\"count\":1}}");
         assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/f", NULL, NULL, NULL),
@@ -887,7 +897,7 @@ static void test_fault_errors_drops_latency_stats(void **state)
         th_kube_clear_faults(&k);
 
         /* every request was counted, faulted or not, per verb and resource and per user */
-        assert_int_equal(th_kube_stat(&k, NULL, "get leases"), 9);
+        assert_int_equal(th_kube_stat(&k, NULL, "get leases"), 12);
         assert_int_equal(th_kube_stat(&k, "admin", "update leases"), 4);
         assert_int_equal(th_kube_stat(&k, NULL, "get namespaces"), 1);
         assert_int_equal(th_kube_control(&k, "POST", "/faults", "{\"partition\":{}}", NULL), 400);
@@ -981,7 +991,10 @@ static void test_partitioned_user(void **state)
         resp_free(&r);
         assert_int_equal(th_kube_request(&k, k.admin_token, "GET", LEASES "/p", NULL, NULL, NULL),
                          200);
-        th_kube_faults(&k, "{\"partition\":{\"user\":\"orchestrator\",\"mode\":\"drop\"}}");
+        char *by_token =
+            xasprintf("{\"partition\":{\"token\":\"%s\",\"mode\":\"drop\"}}", k.user_token);
+        th_kube_faults(&k, by_token);
+        free(by_token);
         http(&k, "GET", LEASES "/p", k.user_token, NULL, NULL, &r);
         assert_int_equal(r.status, 0);
         resp_free(&r);
@@ -1426,6 +1439,94 @@ static void test_seeded_pods_and_secrets(void **state)
         th_kube_stop(&k);
 }
 
+struct chaos_worker {
+        const struct th_kube *k;
+        const char *token;
+        bool watcher;
+        volatile int *stop;
+        int requests;
+        pthread_t thread;
+};
+
+static void *chaos_main(void *arg)
+{
+        struct chaos_worker *w = arg;
+        while (!__atomic_load_n(w->stop, __ATOMIC_RELAXED)) {
+                if (w->watcher) {
+                        struct resp r;
+                        http(w->k, "GET", LEASES "?watch=1&timeoutSeconds=1", w->token, NULL, NULL,
+                             &r);
+                        resp_free(&r);
+                } else {
+                        char *out = NULL;
+                        th_kube_request(w->k, w->token, "GET", LEASES "/chaos", NULL, NULL, &out);
+                        cJSON *o = cJSON_Parse(out);
+                        const char *rv = gets(get(o, "metadata"), "resourceVersion");
+                        char *put = xasprintf(
+                            "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                            "\"metadata\":{\"name\":\"chaos\",\"resourceVersion\":\"%s\"},"
+                            "\"spec\":{\"holderIdentity\":\"w%d\"}}",
+                            rv ? rv : "1", w->requests);
+                        th_kube_request(w->k, w->token, "PUT", LEASES "/chaos", "application/json",
+                                        put, NULL);
+                        free(put);
+                        cJSON_Delete(o);
+                        free(out);
+                }
+                w->requests++;
+        }
+        return NULL;
+}
+
+/* Writers, watchers and every kind of fault at once: the server keeps answering and exits
+ * cleanly (th_kube_stop fails on a crash or a sanitizer report). */
+static void test_chaos(void **state)
+{
+        struct th_kube k;
+        struct chaos_worker workers[6];
+        volatile int stop = 0;
+        static const char *const faults[] = {
+            "{\"latency_ms\":30}",
+            "{\"error\":{\"status\":503,\"fraction\":0.3}}",
+            "{\"drop\":{\"fraction\":0.2}}",
+            "{\"partition\":{\"user\":\"orchestrator\",\"hang_ms\":200}}",
+            "{\"error\":{\"status\":429,\"count\":5,\"retry_after\":1}}",
+        };
+
+        th_kube_start(&k, &(struct th_kube_options){.history = 64});
+        create_lease(&k, "chaos");
+        bind_user(&k, "[{\"apiGroups\":[\"coordination.k8s.io\"],\"resources\":[\"leases\"],"
+                      "\"verbs\":[\"get\",\"list\",\"watch\",\"update\"]}]");
+        for (int i = 0; i < 6; i++) {
+                workers[i] = (struct chaos_worker){
+                    &k, i % 2 ? k.user_token : k.admin_token, i >= 4, &stop, 0, 0};
+                assert_int_equal(pthread_create(&workers[i].thread, NULL, chaos_main, &workers[i]),
+                                 0);
+        }
+        double until = now_s() + 4;
+        for (unsigned round = 0; now_s() < until; round++) {
+                th_kube_faults(&k, faults[round % (sizeof(faults) / sizeof(faults[0]))]);
+                struct timespec pause = {0, 150000000};
+                nanosleep(&pause, NULL);
+                if (round % 3 == 0)
+                        th_kube_compact(&k);
+                if (round % 7 == 0)
+                        th_kube_restart(&k);
+                th_kube_clear_faults(&k);
+        }
+        __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+        int total = 0;
+        for (int i = 0; i < 6; i++) {
+                pthread_join(workers[i].thread, NULL);
+                total += workers[i].requests;
+        }
+        assert_true(total > 20);
+        assert_int_equal(
+            th_kube_request(&k, k.admin_token, "GET", LEASES "/chaos", NULL, NULL, NULL), 200);
+        assert_true(th_kube_stat(&k, NULL, "update leases") > 0);
+        th_kube_stop(&k);
+}
+
 static void test_plain_http_and_kubeconfig(void **state)
 {
         struct th_kube k, t;
@@ -1473,6 +1574,7 @@ int main(void)
             cmocka_unit_test(test_restart_and_request_log),
             cmocka_unit_test(test_chart_rbac),
             cmocka_unit_test(test_seeded_pods_and_secrets),
+            cmocka_unit_test(test_chaos),
             cmocka_unit_test(test_plain_http_and_kubeconfig),
         };
         curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -2157,10 +2157,11 @@ static enum MHD_Result route(struct req *r)
         if (!k)
                 return send_status_obj(r, not_found_generic());
 
-        if (!ks_authorize(r->user, verb, k->group, k->res, k->namespaced ? r->ns : "", r->name,
-                          NULL))
-                return send_status_obj(r, forbidden(r, verb, k->group, k->res, qres(k),
-                                                    k->namespaced ? r->ns : "", r->name));
+        /* kube authorizes a request on namespace X in namespace X */
+        const char *authz_ns = k->namespaced ? r->ns : k->type == K_NAMESPACE ? r->name : "";
+        if (!ks_authorize(r->user, verb, k->group, k->res, authz_ns, r->name, NULL))
+                return send_status_obj(
+                    r, forbidden(r, verb, k->group, k->res, qres(k), authz_ns, r->name));
         if (streq(verb, "watch"))
                 return handle_watch(r, k, all_ns);
         if (streq(verb, "get"))

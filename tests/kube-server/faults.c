@@ -115,14 +115,16 @@ bool ks_faults_partitioned(const char *user)
         return p;
 }
 
+/* Whether this matching request gets the fault: count 0 with a fraction means no limit; a
+ * count used up with a fraction is -1. */
 static bool take(int *n, double fraction)
 {
         if (fraction > 0) {
-                if ((double)rand_r(&seed) / RAND_MAX >= fraction)
+                if (*n < 0 || (double)rand_r(&seed) / RAND_MAX >= fraction)
                         return false;
                 if (*n > 0 && --*n == 0)
-                        *n = -1; /* limit reached */
-                return *n >= 0;
+                        *n = -1;
+                return true;
         }
         if (*n > 0) {
                 --*n;
@@ -299,12 +301,22 @@ static const char *apply_faults(const cJSON *doc)
         if ((v = cJSON_GetObjectItemCaseSensitive(doc, "partition"))) {
                 char user[128];
                 copy_str(user, sizeof(user), v, "user");
+                const char *token =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "token"));
+                if (!*user && token) {
+                        /* the user a token authenticates as (never logged) */
+                        char auth[512];
+                        snprintf(auth, sizeof(auth), "Bearer %s", token);
+                        const struct ks_user *u = ks_auth_user(auth);
+                        if (u && u->name)
+                                snprintf(user, sizeof(user), "%s", u->name);
+                }
                 const char *mode =
                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "mode"));
                 struct partition *p = find_partition(user);
                 if (!*user) {
                         pthread_mutex_unlock(&lock);
-                        return "partition needs a user";
+                        return "partition needs a user or a known token";
                 }
                 if (mode && streq(mode, "off")) {
                         if (p)
