@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Benchmark: leader election (SPEC 1, 2, 15) against kube-test-server (TLS, as a real
- * apiserver): three replicas (bench/election-replica processes: persistd's elector, Lease
- * adapter and label machine on the real Kubernetes client) compete for one Lease. Measured from
- * the server's side, polling the pods that carry the leader label:
+ * apiserver): three replicas compete for one Lease. A replica is either a real `persistd run`
+ * (PERSISTD_BIN set: with its own PostgreSQL database and progress Redis, an empty fleet) or a
+ * bench/election-replica process (persistd's elector, Lease adapter and label machine on the
+ * real Kubernetes client, nothing else). Measured from the server's side, polling the pods that
+ * carry the leader label:
  *  - graceful hand-over: SIGTERM the leader -> the Lease names another replica and that
  *    replica's pod is the only one labelled;
  *  - crash failover: the same after SIGKILL;
@@ -11,9 +13,9 @@
  * A stopped replica is started again (same pod name, new identity) after each round, as a pod's
  * container restarts. Run by bench/election; prints `metric: value unit` lines.
  *
- * usage: election REPLICA-BINARY  (environment: ELECTION_ROUNDS, ELECTION_CRASH_ROUNDS,
- *        ELECTION_STEADY_S, ELECTION_LEASE_S; renew deadline and retry period keep the default
- *        ratios 10/15 and 2/15 of the lease)
+ * usage: election REPLICA-BINARY  (environment: PERSISTD_BIN, ELECTION_ROUNDS,
+ * ELECTION_CRASH_ROUNDS, ELECTION_STEADY_S, ELECTION_LEASE_S; renew deadline and retry period keep
+ * the default ratios 10/15 and 2/15 of the lease)
  */
 #include <errno.h>
 #include <signal.h>
@@ -38,6 +40,10 @@ static struct th_kube kube;
 static bool kube_up;
 static pid_t pids[N];
 static const char *replica_bin;
+static const char *persistd_bin; /* NULL: bench/election-replica */
+static struct th_redis progress;
+static char *config_path[N], *log_path[N];
+static bool finished; /* the run completed: no logs to show */
 static int lease_s;
 static int64_t renew_ms, retry_ms;
 
@@ -48,8 +54,26 @@ static int env_int(const char *name, int def, int min, int max)
         return v < min ? min : v > max ? max : v;
 }
 
+static void show_logs(void)
+{
+        for (int i = 0; i < N; i++) {
+                char buf[3000];
+                FILE *f = log_path[i] ? fopen(log_path[i], "re") : NULL;
+                if (!f)
+                        continue;
+                if (fseek(f, -(long)sizeof(buf) + 1, SEEK_END) < 0)
+                        rewind(f);
+                size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+                buf[n] = '\0';
+                fclose(f);
+                fprintf(stderr, "---- persistd-%d (the end of its log) ----\n%s\n", i, buf);
+        }
+}
+
 static void cleanup(void)
 {
+        if (!finished)
+                show_logs();
         for (int i = 0; i < N; i++)
                 if (pids[i] > 0) {
                         kill(pids[i], SIGKILL);
@@ -60,6 +84,48 @@ static void cleanup(void)
                 kube_up = false;
                 th_kube_stop(&kube);
         }
+        th_redis_stop(&progress);
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+                th_die("cannot write %s", path);
+}
+
+/* One configuration file per persistd replica: the SPEC 10 defaults but for the timings. */
+static void persistd_setup(void)
+{
+        char *dir = th_tmpdir("bench-election");
+        char *db = th_pg_create_db("bench_election");
+        char *dsn = th_pg_dsn(db);
+        char token[512], *yaml = NULL;
+        th_redis_start(&progress, NULL);
+        snprintf(token, sizeof(token), "%s/token", dir);
+        write_file(token, "bench-token-0123456789abcdef\n");
+        for (int i = 0; i < N; i++) {
+                if (asprintf(&config_path[i], "%s/persistd-%d.yaml", dir, i) < 0 ||
+                    asprintf(&log_path[i], "%s/persistd-%d.log", dir, i) < 0 ||
+                    asprintf(&yaml,
+                             "kubernetes:\n  kubeconfig: \"%s\"\n  request_timeout_ms: %lld\n"
+                             "election:\n  lease_duration_s: %d\n  renew_deadline_s: %g\n"
+                             "  retry_period_s: %g\n"
+                             "postgres:\n  dsn: \"%s\"\n"
+                             "progress:\n  address: \"127.0.0.1:%u\"\n"
+                             "nightly:\n  enabled: false\n"
+                             "http:\n  listen: \"127.0.0.1:%u\"\n  token_file: \"%s\"\n"
+                             "log:\n  level: info\n  format: text\n",
+                             kube.admin_kubeconfig, (long long)(renew_ms / 2), lease_s,
+                             (double)renew_ms / 1e3, (double)retry_ms / 1e3, dsn,
+                             (unsigned)progress.port, (unsigned)th_free_port(), token) < 0)
+                        th_die("out of memory");
+                write_file(config_path[i], yaml);
+                free(yaml);
+        }
+        free(dsn);
+        free(db);
+        free(dir);
 }
 
 static void spawn(int i)
@@ -73,6 +139,15 @@ static void spawn(int i)
          * is 5000 by default, against a 10 s deadline). */
         char timeout[32];
         snprintf(timeout, sizeof(timeout), "%lld", (long long)(renew_ms / 2));
+        if (persistd_bin) {
+                char env_pod[64];
+                snprintf(env_pod, sizeof(env_pod), "POD_NAME=%s", pod);
+                char *argv[] = {(char *)persistd_bin, (char *)"run", (char *)"-c", config_path[i],
+                                NULL};
+                char *env[] = {env_pod, NULL};
+                pids[i] = th_spawn(argv, env, log_path[i]);
+                return;
+        }
         pid_t pid = fork();
         if (pid < 0)
                 th_die("fork: %s", strerror(errno));
@@ -204,10 +279,15 @@ int main(int argc, char *argv[])
         renew_ms = lease_s * 1000LL * 10 / 15;
         retry_ms = lease_s * 1000LL * 2 / 15;
 
+        persistd_bin = getenv("PERSISTD_BIN");
+        if (persistd_bin && !*persistd_bin)
+                persistd_bin = NULL;
         srand48((long)clock_mono_us() ^ (long)getpid());
         th_kube_start(&kube, NULL);
         kube_up = true;
         atexit(cleanup);
+        if (persistd_bin)
+                persistd_setup();
         for (int i = 0; i < N; i++) {
                 char pod[32];
                 snprintf(pod, sizeof(pod), "persistd-%d", i);
@@ -236,6 +316,7 @@ int main(int argc, char *argv[])
         double reqs = lease_requests(&verbs);
         double secs = (double)(clock_mono_us() - t0) / 1e6;
 
+        printf("replicas: %d %s\n", N, persistd_bin ? "persistd" : "election-replica");
         printf("lease_duration_s: %d s\n", lease_s);
         printf("graceful_handover_rounds: %d rounds\n", rounds);
         printf("graceful_handover_p50_ms: %.0f ms\n", fleet_quantile(g, (size_t)rounds, 0.5));
@@ -256,6 +337,11 @@ int main(int argc, char *argv[])
         cJSON_Delete(verbs);
         free(g);
         free(c);
+        finished = true;
         cleanup();
+        for (int i = 0; i < N; i++) {
+                free(config_path[i]);
+                free(log_path[i]);
+        }
         return 0;
 }
