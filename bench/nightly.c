@@ -328,6 +328,10 @@ int main(int argc, char *argv[])
 
         if (t.done != n_inst || save_errors)
                 die("not every instance was saved");
+        size_t seen;
+        fleet_sampler_saves(smp, &seen);
+        if (seen != (size_t)n_inst)
+                die("the sampler did not see every save");
 
         size_t ns, nsv;
         const struct fleet_sample *v = fleet_sampler_samples(smp, &ns);
