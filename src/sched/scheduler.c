@@ -19,7 +19,6 @@
 
 #define LOG_MODULE "sched"
 
-#define HOUR_US (3600 * USEC_PER_SEC)
 #define TICK_US (1 * USEC_PER_SEC)
 /*
  * A loaded hour keeps its slots and hands them to the pools' queues this long before they are
@@ -114,6 +113,11 @@ struct scheduler {
         int64_t lead_start_us;     /* slots before it belong to the catch-up */
         int64_t released_until_us; /* every slot before it was queued (or is the catch-up's) */
         unsigned catchups_done;
+        /* The master thread's own: slots the catch-up of leadership `catchup_epoch` queued, so
+         * a retry after an error does not queue them again (they have no run row yet). */
+        struct sched_slot_key *catchup_queued;
+        size_t n_catchup_queued, alloc_catchup_queued;
+        uint64_t catchup_epoch;
         struct controller controllers[N_CONTROLLERS];
 };
 
@@ -903,6 +907,7 @@ static bool key_set_has(const struct key_set *ks, int64_t task_id, int64_t slot_
 
 struct catchup_ctx {
         struct key_set recorded;
+        struct key_set queued; /* by an earlier attempt under the same leadership */
         int64_t now_us;
         uint64_t generation;
         size_t run, missed;
@@ -915,15 +920,26 @@ static int catchup_visit(struct scheduler *s, const struct sched_task *t, int64_
         int r;
 
         /* A slot before the task existed was never owed. */
-        if (slot_us < t->created_us || key_set_has(&cc->recorded, t->id, slot_us))
+        if (slot_us < t->created_us || key_set_has(&cc->recorded, t->id, slot_us) ||
+            key_set_has(&cc->queued, t->id, slot_us))
                 return 0;
         bool in_deadline = t->starting_deadline_s <= 0 ||
                            cc->now_us - slot_us <= (int64_t)t->starting_deadline_s * USEC_PER_SEC;
         if (t->run_once && in_deadline) {
+                if (s->n_catchup_queued == s->alloc_catchup_queued) {
+                        size_t want = s->alloc_catchup_queued ? s->alloc_catchup_queued * 2 : 64;
+                        struct sched_slot_key *n = realloc(s->catchup_queued, want * sizeof(*n));
+                        if (!n)
+                                return -ENOMEM;
+                        s->catchup_queued = n;
+                        s->alloc_catchup_queued = want;
+                }
                 r = submit_slot(s, t, slot_us, cc->generation, true);
-                if (r == 0)
-                        cc->run++;
-                return r;
+                if (r < 0)
+                        return r;
+                s->catchup_queued[s->n_catchup_queued++] = (struct sched_slot_key){t->id, slot_us};
+                cc->run++;
+                return 0;
         }
         if (t->run_once)
                 snprintf(reason, sizeof(reason),
@@ -946,7 +962,7 @@ static int catchup_visit(struct scheduler *s, const struct sched_task *t, int64_
  * Returns 0, or a negative errno (retried on the next tick; -ESTALE: deposed, -EAGAIN: not
  * leading any more).
  */
-static int catch_up(struct scheduler *s, uint64_t generation, int64_t lead_start_us)
+static int catch_up(struct scheduler *s, uint64_t epoch, uint64_t generation, int64_t lead_start_us)
 {
         int64_t to = lead_start_us;
         int64_t from = sched_hour_start(s->zone, sched_hour_start(s->zone, to) - 1);
@@ -961,9 +977,27 @@ static int catch_up(struct scheduler *s, uint64_t generation, int64_t lead_start
         }
         if (cc.recorded.n > 0)
                 qsort(cc.recorded.keys, cc.recorded.n, sizeof(*cc.recorded.keys), key_cmp);
+        if (s->catchup_epoch != epoch) {
+                s->catchup_epoch = epoch;
+                s->n_catchup_queued = 0;
+        }
+        if (s->n_catchup_queued > 0)
+                qsort(s->catchup_queued, s->n_catchup_queued, sizeof(*s->catchup_queued), key_cmp);
+        /* A copy: catchup_visit appends to the array while the walk looks things up in it. */
+        struct sched_slot_key *queued = NULL;
+        if (s->n_catchup_queued > 0) {
+                queued = malloc(s->n_catchup_queued * sizeof(*queued));
+                if (!queued) {
+                        free(cc.recorded.keys);
+                        return -ENOMEM;
+                }
+                memcpy(queued, s->catchup_queued, s->n_catchup_queued * sizeof(*queued));
+        }
+        cc.queued = (struct key_set){queued, queued ? s->n_catchup_queued : 0};
         for (size_t i = 0; i < s->n_tasks && r >= 0; i++)
                 r = visit_task_slots(s, &s->tasks[i], from, to, catchup_visit, &cc);
         free(cc.recorded.keys);
+        free(queued);
         if (r < 0) {
                 if (r != -EAGAIN && r != -ESTALE)
                         log_warn("catch-up stopped: %s; retrying", strerror(-r));
@@ -1288,7 +1322,7 @@ static int64_t master_tick(struct scheduler *s)
 
         /* After loading, as the SPEC orders it; catch-up slots are due already and go first. */
         if (catchup) {
-                int r = catch_up(s, generation, lead_start);
+                int r = catch_up(s, epoch, generation, lead_start);
                 pthread_mutex_lock(&s->lock);
                 if (s->lead_epoch == epoch && (r == 0 || r == -ESTALE || r == -EAGAIN)) {
                         /* Done; or deposed/not leading: nothing more to catch up under it. */
@@ -1377,6 +1411,7 @@ void sched_free(struct scheduler *s)
                 change_free(c);
         }
         drop_all_controllers(s);
+        free(s->catchup_queued);
         free(s->tasks);
         id_map_clear(&s->map);
         pthread_cond_destroy(&s->cond);

@@ -118,7 +118,8 @@ struct sched_options {
 struct scheduler;
 
 /*
- * A stopped scheduler. `zone`, `pools` and `ops` are borrowed and must outlive it. NULL on OOM.
+ * A stopped scheduler (no thread, not leading, no tasks). `zone` and `pools` are borrowed and
+ * must outlive it; `opts` and `ops` are copied. NULL on OOM.
  */
 struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zone *zone,
                             struct sched_pools *pools, const struct sched_ops *ops);
@@ -147,7 +148,7 @@ void sched_stop_leading(struct scheduler *s);
  * copied); sched_task_upsert() adds or changes one (`task` borrowed, copied);
  * sched_task_remove() removes one (deleted or disabled). Changes are queued and applied in
  * order by the scheduler's thread, which is woken at once (at worst within its 1 s tick).
- * Returns 0, -EINVAL for an id <= 0, -ENOMEM.
+ * Returns 0, -EINVAL for an id <= 0 (or, for sched_set_tasks(), an id given twice), -ENOMEM.
  */
 int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t n);
 int sched_task_upsert(struct scheduler *s, const struct sched_task *task);

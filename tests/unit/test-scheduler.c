@@ -44,6 +44,7 @@ static struct {
         char overrun_pool[64];
         int64_t overrun_us;
         int overruns;
+        int fail_missed; /* record_missed fails this many times first */
 } fake;
 
 static void fake_run_slot(const struct sched_slot_run *run, void *u)
@@ -78,6 +79,11 @@ static int fake_record_missed(const struct sched_task *t, int64_t slot_us, const
                               uint64_t generation, void *u)
 {
         pthread_mutex_lock(&fake.lock);
+        if (fake.fail_missed > 0) {
+                fake.fail_missed--;
+                pthread_mutex_unlock(&fake.lock);
+                return -EIO;
+        }
         if (fake.n_missed < MAX_EVENTS) {
                 struct event *e = &fake.missed[fake.n_missed++];
                 *e = (struct event){t->id, slot_us, false, 0, ""};
@@ -384,6 +390,35 @@ static void test_catch_up_applies_misfire_policies(void **state)
         fixture_stop(&f);
 }
 
+/* The store fails during the catch-up: it is retried, and what it queued is not queued twice. */
+static void test_catch_up_retried_after_an_error(void **state)
+{
+        static struct fixture f;
+        fixture_start(&f, "UTC", "2026-11-21T10:03:30Z");
+        fake.run_sleep_us = 800 * USEC_PER_MSEC; /* 10:02 and 10:03 still queued at the retry */
+        fake.fail_missed = 1;
+        struct sched_task t[2] = {make_task(1, "0 * * * * *", "a"),
+                                  make_task(2, "0 * * * * *", "b")};
+        t[0].created_us = t[1].created_us = at("2026-11-21T10:00:30Z");
+        t[1].run_once = false;
+        assert_int_equal(sched_set_tasks(f.s, t, 2), 0);
+        fixture_lead(&f, 1);
+        for (int i = 0; i < 1000 && sched_catchups_done(f.s) == 0; i++)
+                clock_sleep_us(10000);
+        assert_int_equal(sched_catchups_done(f.s), 1);
+        for (int m = 1; m <= 3; m++)
+                wait_for_run(1, at("2026-11-21T10:00:00Z") + m * 60 * USEC_PER_SEC);
+        clock_sleep_us(900 * USEC_PER_MSEC);
+        for (int m = 1; m <= 3; m++) {
+                int64_t slot = at("2026-11-21T10:00:00Z") + m * 60 * USEC_PER_SEC;
+                assert_int_equal(count_ran(1, slot), 1);
+                assert_non_null(find_missed(2, slot));
+        }
+        assert_int_equal(n_ran(), 3);
+        assert_int_equal(n_missed(), 3);
+        fixture_stop(&f);
+}
+
 /* Leadership began just after the hour: the previous hour's tail is caught up too. */
 static void test_catch_up_crosses_the_hour(void **state)
 {
@@ -651,6 +686,7 @@ int main(void)
             cmocka_unit_test_teardown(test_slots_run_at_their_times_across_midnight, teardown),
             cmocka_unit_test_teardown(test_catch_up_applies_misfire_policies, teardown),
             cmocka_unit_test_teardown(test_catch_up_crosses_the_hour, teardown),
+            cmocka_unit_test_teardown(test_catch_up_retried_after_an_error, teardown),
             cmocka_unit_test_teardown(test_task_changes_reach_loaded_hours, teardown),
             cmocka_unit_test_teardown(test_losing_leadership_stops_everything, teardown),
             cmocka_unit_test_teardown(test_pool_limit_honoured, teardown),
