@@ -101,3 +101,109 @@ char *th_pg_value(PGconn *c, const char *sql);
 /* The build directory's persistd / persistctl binaries (set by meson in the environment). */
 const char *th_persistd_path(void);
 const char *th_persistctl_path(void);
+
+/* ---- TLS and the Kubernetes API test server ------------------------------------------- */
+
+/*
+ * Create with openssl, in `dir`: ca.crt/ca.key (a throw-away CA) and server.crt/server.key
+ * (signed by it, for 127.0.0.1 and localhost). Aborts the test on failure.
+ */
+void th_tls_make_certs(const char *dir);
+
+struct th_kube_options {
+        bool plain;            /* serve plain HTTP instead of TLS */
+        const char *user;      /* least-privilege user name; NULL: "orchestrator" */
+        const char *namespace; /* created at start; NULL: "redis-system" */
+        int history;           /* watch history length; 0: the server's default */
+};
+
+struct th_kube {
+        pid_t pid;
+        uint16_t port;         /* the API on 127.0.0.1 */
+        uint16_t control_port; /* the plain-HTTP control API on 127.0.0.1 */
+        char *dir;             /* certificates, tokens.csv, kubeconfigs, kube-server.log */
+        char *url;             /* "https://127.0.0.1:PORT" (http:// with plain) */
+        char *ca_path;         /* dir/ca.crt (NULL with plain) */
+        char *user;            /* the least-privilege user's name */
+        char *namespace;
+        char *admin_token;     /* user "admin", group system:masters */
+        char *user_token;      /* the least-privilege user, no RBAC until a Role is bound */
+        char *admin_kubeconfig;
+        char *user_kubeconfig;
+};
+
+/*
+ * Start kube-test-server (KUBE_TEST_SERVER_BIN) on free loopback ports with fresh
+ * certificates, a token file for "admin" and the least-privilege user, wait until it answers,
+ * create the namespace, and write one kubeconfig per user (server, certificate-authority,
+ * token, namespace). `o` may be NULL. Aborts the test on failure.
+ */
+void th_kube_start(struct th_kube *k, const struct th_kube_options *o);
+
+/* Stop the server, remove its directory, free the fields. Idempotent. Aborts the test (after
+ * printing the server's log) when the server does not exit cleanly: a crash or a sanitizer report. */
+void th_kube_stop(struct th_kube *k);
+
+/*
+ * One API request with libcurl (10 s timeout). `token` may be NULL (no Authorization),
+ * `content_type` and `body` may be NULL. Returns the HTTP status (0: no answer) and the body
+ * in *out (caller frees; out may be NULL).
+ */
+long th_kube_request(const struct th_kube *k, const char *token, const char *method,
+                     const char *path, const char *content_type, const char *body, char **out);
+
+/* A request to the control API (plain HTTP); returns the status, the body in *out (may be NULL). */
+long th_kube_control(const struct th_kube *k, const char *method, const char *path,
+                     const char *json, char **out);
+
+/* POST /faults with `json` (see docs/kube-test-server.md); aborts unless the server accepts it. */
+void th_kube_faults(const struct th_kube *k, const char *json);
+
+/* Remove every fault. */
+void th_kube_clear_faults(const struct th_kube *k);
+
+/* Make every resourceVersion so far too old for a watch (410 Expired). */
+void th_kube_compact(const struct th_kube *k);
+
+/*
+ * Requests counted by the server for "verb resource" (e.g. "update leases"), of `user`
+ * (NULL: all users). 0 when none.
+ */
+long long th_kube_stat(const struct th_kube *k, const char *user, const char *key);
+
+/*
+ * As a kube-apiserver restart (the process stays): every open watch is cut and every
+ * resourceVersion so far becomes too old for a new watch.
+ */
+void th_kube_restart(const struct th_kube *k);
+
+/*
+ * The request log after sequence number `since` (0: all kept, the last 4096) as JSON:
+ * {"requests":[{"seq","start_ms","end_ms","user","method","path","verb","resource",
+ * "status"}...],"last":N}; status 0 for a dropped or cut connection. Caller frees.
+ */
+char *th_kube_request_log(const struct th_kube *k, unsigned long long since);
+
+/*
+ * Create, as admin, the objects of a multi-document YAML file (such as the rendered Helm chart,
+ * deploy/persistd.yaml) that the server serves: Role, RoleBinding, ClusterRole,
+ * ClusterRoleBinding, Secret, ConfigMap, Pod, Lease, Namespace; other kinds are skipped.
+ * Namespaced objects without metadata.namespace go to `ns`. Returns how many were created;
+ * aborts the test when the file cannot be read or the server refuses an object.
+ */
+int th_kube_apply_yaml(const struct th_kube *k, const char *path, const char *ns);
+
+/*
+ * Seed objects in the harness namespace as admin: a Pod `name` (it stays Pending) with the
+ * labels of the JSON object `labels_json` (NULL: none), and a Secret `name` with one key whose
+ * value is `value` (stored base64-encoded in data, as kube does). Abort unless created.
+ */
+void th_kube_create_pod(const struct th_kube *k, const char *name, const char *labels_json);
+void th_kube_create_secret(const struct th_kube *k, const char *name, const char *key,
+                           const char *value);
+
+/* Reset the request statistics. */
+void th_kube_reset_stats(const struct th_kube *k);
+
+/* The server binary (KUBE_TEST_SERVER_BIN, set by meson). */
+const char *th_kube_server_path(void);
