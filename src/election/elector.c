@@ -53,6 +53,7 @@ struct elector {
         bool watch_missing;
         uint64_t watch_seq; /* obs_seq the watch started from */
         struct election_record watch_record;
+        bool resign_requested; /* elector_step_down() */
         /* Release. */
         bool release_requested, release_done, released;
         int64_t release_deadline_mono_us;
@@ -489,6 +490,13 @@ static void *elector_thread(void *userdata)
                         e->next_attempt_mono_us = clock_mono_us();
                         continue;
                 }
+                if (e->resign_requested) {
+                        e->resign_requested = false;
+                        step_down_locked(e, false, "deposed: another replica holds the epoch");
+                        /* Let the current holder's renewal be seen before trying again. */
+                        e->next_attempt_mono_us = clock_mono_us() + e->retry_period_us;
+                        continue;
+                }
                 if (e->release_requested && !e->release_done) {
                         do_release_locked(e);
                         continue;
@@ -652,6 +660,16 @@ void elector_free(struct elector *e)
         pthread_cond_destroy(&e->done_cond);
         pthread_mutex_destroy(&e->lock);
         free(e);
+}
+
+void elector_step_down(struct elector *e)
+{
+        pthread_mutex_lock(&e->lock);
+        if (e->leading) {
+                e->resign_requested = true;
+                pthread_cond_broadcast(&e->cond);
+        }
+        pthread_mutex_unlock(&e->lock);
 }
 
 int elector_release(struct elector *e, int64_t timeout_us)

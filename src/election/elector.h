@@ -122,6 +122,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct elector *, elector_free);
 int elector_release(struct elector *e, int64_t timeout_us);
 
 /*
+ * Step down now without releasing the Lease, e.g. when a fenced write showed that another
+ * replica holds the epoch: the elector thread calls on_stopped_leading at its next turn (after
+ * a Lease call in progress), then competes again from one retry period later. No-op when not
+ * leading. Any thread, and from the callbacks.
+ */
+void elector_step_down(struct elector *e);
+
+/*
  * Whether this replica may act as leader now: it holds the Lease and its last successful
  * renewal was sent less than the renew deadline ago (monotonic clock). Any thread.
  */

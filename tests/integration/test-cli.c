@@ -127,7 +127,9 @@ static void test_check_config_prints_effective_values(void **state)
 
 static void test_run_stops_on_sigterm(void **state)
 {
-        char *path = write_config("run.yaml", "log: {format: json}\n");
+        /* PostgreSQL unreachable: the daemon waits for it, and a stop signal ends the wait. */
+        char *path = write_config("run.yaml", "log: {format: json}\n"
+                                              "postgres: {dsn: \"host=127.0.0.1 port=1\"}\n");
         char *log, *out;
         int status;
         assert_true(asprintf(&log, "%s/run.log", dir) > 0);
