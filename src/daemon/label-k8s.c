@@ -15,6 +15,7 @@ struct label_k8s {
         char *lease_name;
         char *host;
         struct k8s_client *client; /* the label thread's */
+        int last_patch_error[2]; /* label thread, [remove, set]: log a failure once, and its end */
 };
 
 static int op_patch_label(void *userdata, const char *pod, const char *key, const char *value,
@@ -25,9 +26,16 @@ static int op_patch_label(void *userdata, const char *pod, const char *key, cons
 
         (void)timeout_us; /* bounded by the client's request timeout */
         r = k8s_pod_set_label(l->client, pod, key, value);
-        if (r < 0)
-                log_debug("%s label \"%s\" on pod \"%s\" failed: %s",
-                          value ? "Setting" : "Removing", key, pod, k8s_client_errstr(l->client));
+        /* The label machine retries quietly; say so once per kind of failure, and when it ends. */
+        int *last = &l->last_patch_error[value != NULL];
+        if (r < 0 && r != -ENOENT && r != *last)
+                log_warn("Failed to %s label \"%s\" on pod \"%s\" (retrying): %s",
+                         value ? "set" : "remove", key, pod, k8s_client_errstr(l->client));
+        else if (r == 0 && *last < 0)
+                log_info("%s label \"%s\" on pod \"%s\" after failures", value ? "Set" : "Removed",
+                         key, pod);
+        if (r != -ENOENT)
+                *last = r;
         return r;
 }
 
