@@ -2631,6 +2631,20 @@ void fleet_stop(struct fleet *f, int64_t grace_us)
         }
         sched_pools_free(f->pools); /* cancels what is queued, joins the executors */
         f->pools = NULL;
+        /* The remembered request ids hold tickets of the coalescer: drop them first. */
+        pthread_mutex_lock(&f->lock);
+        struct fleet_persist *dead = NULL;
+        while (f->requests) {
+                struct fleet_persist *p = f->requests;
+                f->requests = p->next;
+                f->n_requests--;
+                if (--p->refs == 0) {
+                        p->next = dead;
+                        dead = p;
+                }
+        }
+        pthread_mutex_unlock(&f->lock);
+        free_list(dead);
         persist_coalescer_free(f->coalescer);
         f->coalescer = NULL;
         f->stopped = true;
@@ -2638,8 +2652,6 @@ void fleet_stop(struct fleet *f, int64_t grace_us)
 
 void fleet_free(struct fleet *f)
 {
-        struct fleet_persist *dead;
-
         if (!f)
                 return;
         fleet_stop(f, 0);
@@ -2649,13 +2661,6 @@ void fleet_free(struct fleet *f)
                 finst_unref_locked(f->insts[i]);
         free(f->insts);
         free(f->tasks);
-        dead = f->requests;
-        while (dead) {
-                struct fleet_persist *next = dead->next;
-                if (--dead->refs == 0)
-                        persist_free(dead);
-                dead = next;
-        }
         for (size_t i = 0; i < f->n_limits; i++)
                 free((char *)f->limits[i].name);
         free(f->limits);
