@@ -212,6 +212,10 @@ struct ks_api_options {
         const char *key_pem;
 };
 
+/*
+ * Start the API server (a thread per connection) on 127.0.0.1:o->port; the PEM strings are
+ * borrowed and must outlive the daemon. NULL when the port is taken or TLS is unavailable.
+ */
 struct MHD_Daemon *ks_api_start(const struct ks_api_options *o);
 
 /* Headers every API answer carries (Content-Type, Cache-Control, Audit-Id). */
