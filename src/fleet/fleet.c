@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -590,11 +591,15 @@ static void learned(struct fleet *f, struct finst *in, const struct exec *x)
         double rate, fork;
         int samples;
         int r;
+        char pool[PGSTORE_LABEL_MAX];
 
+        pthread_mutex_lock(&f->lock);
+        copy_str(pool, sizeof(pool), in->row.pool);
+        pthread_mutex_unlock(&f->lock);
         if (x->res.duration_us > 0) {
-                metric_observe(f, M_SAVE_DURATION, in->row.pool, (double)x->res.duration_us / 1e6);
+                metric_observe(f, M_SAVE_DURATION, pool, (double)x->res.duration_us / 1e6);
                 if (x->res.estimate_us > 0)
-                        metric_observe(f, M_ESTIMATE_ERROR, in->row.pool,
+                        metric_observe(f, M_ESTIMATE_ERROR, pool,
                                        (double)x->res.duration_us / (double)x->res.estimate_us);
         }
         if (x->mode == DRIVER_MODE_ADOPT || !x->res.commands_sent)
@@ -681,10 +686,16 @@ static int exec_save(struct fleet *f, struct finst *in, struct exec *x)
         if (o == DRIVER_SUCCEEDED)
                 learned(f, in, x);
         else {
+                bool again;
+                pthread_mutex_lock(&f->lock);
+                again = in->has_last && in->last_state != PGSTORE_RUN_SUCCEEDED;
+                pthread_mutex_unlock(&f->lock);
                 log_warn("instance \"%s\": %s save failed: %s", in->row.id,
                          pgstore_run_kind_to_string(x->kind), x->error);
-                event(f, FLEET_EVENT_WARNING, "SaveFailed", "%s save of %s failed: %s",
-                      pgstore_run_kind_to_string(x->kind), in->row.id, x->error);
+                /* One event when an instance starts failing, not one per failed slot. */
+                if (!again)
+                        event(f, FLEET_EVENT_WARNING, "SaveFailed", "%s save of %s failed: %s",
+                              pgstore_run_kind_to_string(x->kind), in->row.id, x->error);
         }
         return exec_finish(f, in, x);
 }
@@ -1687,7 +1698,11 @@ static int merge_row_locked(struct fleet *f, const struct pgstore_instance *row)
         if (in) {
                 if (!same_target(&in->row, row))
                         in->target_dirty = true;
-                in->row = *row;
+                /* The id never changes once the entry exists, so it may be read without the
+                 * lock (logs, store calls); everything after it is replaced. */
+                memcpy((char *)&in->row + offsetof(struct pgstore_instance, host),
+                       (const char *)row + offsetof(struct pgstore_instance, host),
+                       sizeof(*row) - offsetof(struct pgstore_instance, host));
                 return 0;
         }
         in = finst_new(f, row);

@@ -135,9 +135,10 @@ int fleet_start(struct fleet *f);
  * then stop and join every thread in this order: nightly pass, scheduler, housekeeping, pools
  * (sched_pools_free joins the executors), coalescer. Never leaks a thread: a save still
  * running after the grace is abandoned by its executor only when the driver returns (bounded
- * by its command timeout). Every fleet_persist handle must have been released before (their
- * tickets belong to the coalescer). After it only fleet_free() may be called. Idempotent. Not
- * from a callback or a job.
+ * by its command timeout). The store listener must have been freed before (its callbacks call
+ * into the fleet), and every fleet_persist handle released (their tickets belong to the
+ * coalescer). After it only fleet_free() may be called. Idempotent. Not from a callback or a
+ * job.
  */
 void fleet_stop(struct fleet *f, int64_t grace_us);
 

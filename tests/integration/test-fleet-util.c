@@ -110,6 +110,8 @@ void fx_options(struct fleet_options *o, const char *identity, int l1, int l2)
         o->metrics_interval_us = 200 * USEC_PER_MSEC;
 }
 
+struct metrics *fx_metrics;
+
 static void on_deposed(void *userdata)
 {
         struct fx *x = userdata;
@@ -134,7 +136,7 @@ struct fleet *fx_fleet(struct fx *x, const struct fleet_options *o, struct pgsto
         char err[256];
 
         assert_int_equal(fleet_new(o, store ? store : x->store, progress ? progress : x->progress,
-                                   NULL, NULL, &cb, &f, err, sizeof(err)),
+                                   fx_metrics, NULL, &cb, &f, err, sizeof(err)),
                          0);
         assert_int_equal(fleet_start(f), 0);
         return f;

@@ -37,6 +37,8 @@ struct progress *fx_progress(const struct fx *x);
 
 /* Options for a test fleet (short timings); limits: pool "p1" -> l1, "p2" -> l2. */
 void fx_options(struct fleet_options *o, const char *identity, int l1, int l2);
+/* The metrics registry the next fx_fleet() gets (NULL: none). */
+extern struct metrics *fx_metrics;
 /* A started fleet with `store` (NULL: the fixture's) and `progress` (NULL: the fixture's). */
 struct fleet *fx_fleet(struct fx *x, const struct fleet_options *o, struct pgstore *store,
                        struct progress *progress);

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "core/clock.h"
+#include "http/metrics.h"
 #include "test-fleet-util.h"
 
 struct cond_arg {
@@ -58,7 +59,14 @@ static void test_scheduled_runs(void **state)
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('down', '*/2 * * * * *')");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r2', '0 61 * * *')");
 
+        /* A final run older than the retention. */
+        fx_sql(&x, "INSERT INTO runs (instance_id, kind, action, state, epoch, leader_identity, "
+                   "claimed_at, started_at, finished_at) VALUES ('r1', 'persist', 'bgsave', "
+                   "'succeeded', 1, 'old', now() - interval '40 days', now() - interval '40 "
+                   "days', now() - interval '40 days')");
         fx_options(&o, "fleet-a", 1, 1);
+        fx_metrics = metrics_new();
+        assert_non_null(fx_metrics);
         f = fx_fleet(&x, &o, NULL, NULL);
         struct pgstore_options lo = {
             .dsn = x.dsn, .connect_timeout_s = 5, .statement_timeout_ms = 10000};
@@ -101,14 +109,47 @@ static void test_scheduled_runs(void **state)
                  "SELECT count(*) FROM tasks WHERE schedule = '0 0 1 1 *' AND invalid_reason IS "
                  "NULL",
                  1, 10000);
+        /* Retention removed the old run while leading. */
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE claimed_at < now() - "
+                                    "interval '30 days'"),
+                         0);
+        /* Run now: a manual run at manual priority. */
+        struct pgstore_run mr;
+        char err[256];
+        long long tid = fx_int(&x, "SELECT id FROM tasks WHERE instance_id = 'r1'");
+        assert_int_equal(fleet_task_run_now(f, tid, &mr, err, sizeof(err)), 0);
+        assert_int_equal(mr.kind, PGSTORE_RUN_MANUAL);
+        char sql[160];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM runs WHERE id = %lld AND kind = 'manual' AND state = "
+                 "'succeeded'",
+                 (long long)mr.id);
+        wait_sql(&x, sql, 1, 20000);
+        assert_int_equal(fleet_task_run_now(f, 999999, &mr, err, sizeof(err)), -ENOENT);
         struct fleet_instance_info info;
         assert_int_equal(fleet_instance_get(f, "r1", &info), 0);
         assert_true(info.capabilities_known);
         assert_true(info.save_config_ok);
         assert_string_equal(info.pool, "p1");
 
+        /* Metrics: runs by kind and result, the pool limit, the failing instance. */
+        const char *ok[] = {"scheduled", "succeeded"};
+        const char *bad[] = {"scheduled", "failed"};
+        const char *p1[] = {"p1"};
+        const char *p2[] = {"p2"};
+        assert_true(metrics_value(fx_metrics, M_RUNS, ok) >= 2);
+        assert_true(metrics_value(fx_metrics, M_RUNS, bad) >= 1);
+        clock_sleep_us(600 * 1000); /* the gauges are published every 200 ms */
+        assert_true(metrics_value(fx_metrics, M_POOL_LIMIT, p1) == 1);
+        assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p2) == 1);
+        assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p1) == 0);
+        assert_true(metrics_value(fx_metrics, M_SAVE_DURATION, p1) >= 2);
+        assert_true(atomic_load(&x.events) >= 2); /* InvalidTask, SaveFailed */
+
         pgstore_listener_free(l);
         fleet_free(f);
+        metrics_free(fx_metrics);
+        fx_metrics = NULL;
         fx_close(&x);
 }
 
@@ -256,7 +297,7 @@ static void test_reconciliation(void **state)
         assert_int_equal(pgstore_epoch_bump(old, "old-leader", &e1), 0);
 
         /* ra: the old leader started a save that is still running. */
-        fx_slow(&x, 0, 300, 10000); /* ~3 s */
+        fx_slow(&x, 0, 800, 10000); /* ~8 s */
         a0 = fx_rdb_saves(&x, 0);
         int64_t ra =
             old_run(old, e1, "ra", true, a0, th_redis_info_int(x.rc[0], "rdb_last_save_time"));
@@ -335,7 +376,7 @@ static void test_persist_coalesces(void **state)
         fx_open(&x, "fleet_persist", 2, NULL);
         fx_instance(&x, "r1", 0, "p1");
         fx_instance(&x, "r0", 1, "p1");
-        fx_slow(&x, 1, 200, 10000); /* r0's save holds p1's only place ~2 s */
+        fx_slow(&x, 1, 400, 10000); /* r0's save holds p1's only place ~4 s */
         fx_options(&o, "fleet-a", 1, 1);
         f = fx_fleet(&x, &o, NULL, NULL);
         fleet_start_leading(f, 1);

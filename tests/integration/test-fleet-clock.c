@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The fleet's scheduled saves with the schedule clock shifted (core/clock.h): crossing minute 40
+ * loads the next hour, and a leader that takes over at 10:59:55 keeps saving across the hour
+ * boundary, in seconds of real time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "sched/scheduler.h"
+#include "test-fleet-util.h"
+
+/* 2026-12-01T10:39:55Z */
+#define T_1039 (INT64_C(1796121595) * USEC_PER_SEC)
+#define T_1100 (INT64_C(1796122800) * USEC_PER_SEC)
+
+static bool cond_sql(struct fx *x, const char *sql, int timeout_ms)
+{
+        int64_t end = clock_mono_us() + (int64_t)timeout_ms * 1000;
+        while (clock_mono_us() < end) {
+                if (fx_int(x, "%s", sql) > 0)
+                        return true;
+                clock_sleep_us(100 * 1000);
+        }
+        return false;
+}
+
+static void test_clock_crosses_preload_minute_and_hour(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *f;
+        struct sched_hour_info hours[2];
+        size_t n = 0;
+
+        (void)state;
+        fx_open(&x, "fleet_clock", 1, NULL);
+        fx_instance(&x, "r1", 0, "p1");
+        fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r1', '*/2 * * * * *')");
+        fx_options(&o, "fleet-a", 1, 1);
+        f = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(f, 1);
+
+        /* Minute 40: the next hour is loaded too. */
+        for (int i = 0; i < 400; i++) {
+                n = sched_loaded_hours(fleet_scheduler(f), hours);
+                if (n == 2)
+                        break;
+                clock_sleep_us(50 * 1000);
+        }
+        assert_int_equal(n, 2);
+        assert_int_equal(hours[1].hour_us, T_1100);
+        assert_true(cond_sql(&x,
+                             "SELECT count(*) FROM runs WHERE state = 'succeeded' AND "
+                             "scheduled_for >= '2026-12-01T10:40:00Z'",
+                             20000));
+
+        /* A new leader at 10:59:55 saves across the hour. */
+        fleet_stop_leading(f);
+        clock_wall_start_at(T_1100 - 5 * USEC_PER_SEC);
+        fleet_start_leading(f, 2);
+        assert_true(cond_sql(&x,
+                             "SELECT count(*) FROM runs WHERE state = 'succeeded' AND "
+                             "scheduled_for >= '2026-12-01T11:00:00Z'",
+                             20000));
+        /* The skipped twenty minutes were not replayed (the task did not exist then). */
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE scheduled_for > "
+                                    "'2026-12-01T10:40:30Z' AND scheduled_for < "
+                                    "'2026-12-01T10:59:50Z'"),
+                         0);
+        fleet_free(f);
+        fx_close(&x);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_clock_crosses_preload_minute_and_hour),
+        };
+        clock_wall_start_at(T_1039);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The fleet's nightly pass over real redis-servers in two pools: every instance saved exactly
+ * once, never two at once in a pool, the progress set gone and the pass row complete; and a
+ * leader change in the middle of the pass (a second fleet with its own store connection, as a
+ * new leader process) that resumes it with none skipped or doubled.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "test-fleet-util.h"
+
+#define N 8
+
+struct sampler {
+        struct fx *x;
+        int max_p1, max_p2;
+        atomic_bool stop;
+};
+
+/* Instances 0..3 are in p1, 4..7 in p2. */
+static void *sample(void *p)
+{
+        struct sampler *s = p;
+        while (!atomic_load(&s->stop)) {
+                int a = 0, b = 0;
+                for (int i = 0; i < N; i++) {
+                        bool on = th_redis_info_int(s->x->rc[i], "rdb_bgsave_in_progress") == 1;
+                        if (i < N / 2)
+                                a += on;
+                        else
+                                b += on;
+                }
+                s->max_p1 = a > s->max_p1 ? a : s->max_p1;
+                s->max_p2 = b > s->max_p2 ? b : s->max_p2;
+                clock_sleep_us(20 * 1000);
+        }
+        return NULL;
+}
+
+static void setup(struct fx *x, const char *tag, int keys, long long saves[N])
+{
+        fx_open(x, tag, N, NULL);
+        for (int i = 0; i < N; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "n%d", i);
+                fx_instance(x, id, i, i < N / 2 ? "p1" : "p2");
+                fx_slow(x, i, keys, 10000);
+                saves[i] = fx_rdb_saves(x, i);
+        }
+}
+
+static void start_pass(struct fleet *f)
+{
+        int r = -EAGAIN;
+        for (int i = 0; i < 400; i++) {
+                r = fleet_nightly_start(f);
+                if (r != -EAGAIN && r != -EBUSY)
+                        break;
+                clock_sleep_us(50 * 1000);
+        }
+        assert_int_equal(r, 0);
+}
+
+static bool pass_finished(void *p)
+{
+        struct fx *x = p;
+        return fx_int(x, "SELECT count(*) FROM passes WHERE state = 'finished'") == 1;
+}
+
+static void check_done(struct fx *x, const long long saves[N])
+{
+        for (int i = 0; i < N; i++)
+                assert_int_equal(fx_rdb_saves(x, i), saves[i] + 1);
+        assert_int_equal(fx_int(x, "SELECT total FROM passes"), N);
+        assert_int_equal(fx_int(x, "SELECT done FROM passes"), N);
+        assert_int_equal(fx_int(x, "SELECT failed + skipped FROM passes"), 0);
+        assert_int_equal(fx_int(x, "SELECT count(DISTINCT instance_id) FROM runs WHERE kind = "
+                                   "'nightly' AND state = 'succeeded'"),
+                         N);
+        assert_int_equal(fx_int(x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                                   "'succeeded'"),
+                         N);
+        char **dates = NULL;
+        size_t n = 99;
+        assert_int_equal(progress_pass_find(x->progress, &dates, &n), 0);
+        assert_int_equal(n, 0);
+        progress_strv_free(dates);
+}
+
+static void test_nightly_pass(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *f;
+        long long saves[N];
+        struct sampler s = {0};
+        pthread_t t;
+
+        (void)state;
+        setup(&x, "fleet_nightly", 20, saves);
+        fx_options(&o, "fleet-a", 1, 1);
+        f = fx_fleet(&x, &o, NULL, NULL);
+        s.x = &x;
+        assert_int_equal(pthread_create(&t, NULL, sample, &s), 0);
+        fleet_start_leading(f, 1);
+        start_pass(f);
+        assert_true(fx_wait(pass_finished, &x, 60000));
+        atomic_store(&s.stop, true);
+        pthread_join(t, NULL);
+        check_done(&x, saves);
+        assert_true(s.max_p1 <= 1);
+        assert_true(s.max_p2 <= 1);
+
+        struct sched_pool_stats *st = NULL;
+        int n = sched_pools_stats(fleet_pools(f), &st);
+        for (int i = 0; i < n; i++)
+                assert_true(st[i].max_running_seen <= 1);
+        free(st);
+        fleet_free(f);
+        fx_close(&x);
+}
+
+static void test_nightly_failover(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *a, *b;
+        struct pgstore *store_b;
+        struct progress *progress_b;
+        long long saves[N];
+
+        (void)state;
+        setup(&x, "fleet_nightly_fo", 60, saves); /* ~0.6 s a save */
+        fx_options(&o, "fleet-a", 1, 1);
+        a = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(a, 1);
+        start_pass(a);
+        /* Let a few settle, then the leader goes away in the middle of the pass. */
+        for (int i = 0; i < 600; i++) {
+                struct nightly_status *ns = NULL;
+                int done = 0;
+                if (fleet_nightly_status(a, &ns) == 0) {
+                        done = ns->totals.done;
+                        nightly_status_free(ns);
+                }
+                if (done >= 2)
+                        break;
+                clock_sleep_us(50 * 1000);
+        }
+        fleet_stop_leading(a);
+
+        store_b = fx_store(&x);
+        progress_b = fx_progress(&x);
+        fx_options(&o, "fleet-b", 1, 1);
+        b = fx_fleet(&x, &o, store_b, progress_b);
+        fleet_start_leading(b, 2);
+        assert_true(fx_wait(pass_finished, &x, 90000));
+        check_done(&x, saves);
+        assert_int_equal(
+            fx_int(&x, "SELECT count(*) FROM passes WHERE leader_identity = 'fleet-b'"), 1);
+        fleet_free(b);
+        fleet_free(a);
+        progress_free(progress_b);
+        pgstore_free(store_b);
+        fx_close(&x);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_nightly_pass),
+            cmocka_unit_test(test_nightly_failover),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
