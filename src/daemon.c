@@ -67,7 +67,9 @@ struct daemon {
         /* The leadership thread and the Event thread share this lock. */
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        bool threads_started, stopping, shutting_down;
+        bool threads_started;
+        bool shutting_down; /* ends the leadership thread */
+        bool stopping;      /* ends the Event thread */
         bool leadership_changed;
         uint64_t want_generation; /* 0: not leading */
         struct queued_event events[MAX_QUEUED_EVENTS];
@@ -131,20 +133,19 @@ static void *leadership_thread(void *userdata)
         struct daemon *d = userdata;
 
         pthread_mutex_lock(&d->lock);
-        while (!d->stopping) {
+        while (!d->shutting_down) {
                 if (!d->leadership_changed) {
                         pthread_cond_wait(&d->cond, &d->lock);
                         continue;
                 }
                 d->leadership_changed = false;
                 uint64_t gen = d->want_generation;
-                bool shutting_down = d->shutting_down;
                 pthread_mutex_unlock(&d->lock);
-                if (gen && !shutting_down) {
+                if (gen) {
                         log_info("Leading (term %llu): starting the fleet",
                                  (unsigned long long)gen);
                         fleet_start_leading(d->fleet, gen);
-                } else if (!gen) {
+                } else {
                         fleet_stop_leading(d->fleet);
                 }
                 pthread_mutex_lock(&d->lock);
@@ -242,13 +243,13 @@ static int start_store(struct daemon *d)
             .statement_timeout_ms = c->postgres.connect_timeout_s * 1000,
         };
         int64_t backoff = 250 * 1000;
-        int from, to, r;
+        int from = 0, to = 0;
 
         d->store = pgstore_new(&o);
         if (!d->store)
                 return -ENOMEM;
         for (;;) {
-                r = pgstore_connect(d->store);
+                int r = pgstore_connect(d->store);
                 if (r == 0) {
                         r = pgstore_migrate(d->store, &from, &to);
                         if (r == 0)
@@ -396,6 +397,7 @@ static int start_http(struct daemon *d)
             .store = d->store,
             .fleet = d->fleet,
             .elector = d->elector,
+            .lease = d->lease,
             .lease_duration_s = c->election.lease_duration_s,
         };
         int r;
@@ -453,7 +455,7 @@ static int start_threads(struct daemon *d)
         r = pthread_create(&d->event_thread, NULL, event_thread, d);
         if (r != 0) {
                 pthread_mutex_lock(&d->lock);
-                d->stopping = true;
+                d->shutting_down = true;
                 pthread_cond_broadcast(&d->cond);
                 pthread_mutex_unlock(&d->lock);
                 pthread_join(d->leadership_thread, NULL);
@@ -507,23 +509,33 @@ static void daemon_stop(struct daemon *d)
 {
         const int64_t grace_us = (int64_t)d->config->election.shutdown_grace_s * USEC_PER_SEC;
 
-        pthread_mutex_lock(&d->lock);
-        d->shutting_down = true; /* no new term starts the fleet */
-        pthread_mutex_unlock(&d->lock);
-
-        /* Stop taking work and let the saves in flight answer, then hand the Lease over. */
+        /*
+         * Nothing may call into the fleet once fleet_stop() has begun: first the leadership
+         * thread (elector callbacks then only record state), the HTTP server (waiting persist
+         * requests are answered and release their handles) and the listener.
+         */
+        if (d->threads_started) {
+                pthread_mutex_lock(&d->lock);
+                d->shutting_down = true;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
+                pthread_join(d->leadership_thread, NULL);
+        }
+        /* Stop taking work at once: no new claims, commands or persist requests. */
+        if (d->fleet)
+                fleet_stop_leading(d->fleet);
+        if (d->http)
+                http_server_stop(d->http);
+        pgstore_listener_free(d->listener);
+        d->listener = NULL;
+        /* Let the saves in flight answer (bounded by the grace), then hand the Lease over. */
         if (d->fleet)
                 fleet_stop(d->fleet, grace_us);
         if (d->elector) {
-                bool was_leader = elector_is_leader(d->elector);
                 int r = elector_release(d->elector, RELEASE_TIMEOUT_US);
                 if (r < 0 && r != -ESRCH)
                         log_warn("Failed to release the Lease: %s", strerror(-r));
-                else if (r == 0 && was_leader)
-                        log_info("Released the Lease");
         }
-        if (d->http)
-                http_server_stop(d->http);
         elector_free(d->elector);
         d->elector = NULL;
         lease_k8s_free(d->lease);
@@ -541,12 +553,9 @@ static void daemon_stop(struct daemon *d)
                 d->stopping = true;
                 pthread_cond_broadcast(&d->cond);
                 pthread_mutex_unlock(&d->lock);
-                pthread_join(d->leadership_thread, NULL);
                 pthread_join(d->event_thread, NULL);
                 d->threads_started = false;
         }
-        pgstore_listener_free(d->listener);
-        d->listener = NULL;
         http_server_free(d->http);
         d->http = NULL;
         api_impl_free(d->api);

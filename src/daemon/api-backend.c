@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "daemon/api-backend.h"
+#include "daemon/k8s-adapters.h"
 #include "election/elector.h"
 #include "fleet/fleet.h"
 #include "sched/cron.h"
@@ -251,6 +252,14 @@ static int op_status(void *ud, struct api_status *out, struct api_error *err)
         copy_str(out->lease.holder, es.holder);
         out->lease.duration_s = a->deps.lease_duration_s;
         out->lease.transitions = es.lease_transitions;
+        struct election_record rec;
+        if (a->deps.lease && lease_k8s_latest(a->deps.lease, &rec)) {
+                copy_str(out->lease.holder, rec.holder);
+                out->lease.duration_s = rec.lease_duration_s;
+                out->lease.acquire_us = rec.acquire_time_us;
+                out->lease.renew_us = rec.renew_time_us;
+                out->lease.transitions = rec.lease_transitions;
+        }
 
         r = fleet_status(a->deps.fleet, &fs);
         if (r < 0) {
@@ -258,8 +267,10 @@ static int op_status(void *ud, struct api_status *out, struct api_error *err)
                 return r;
         }
         out->epoch = fs.epoch;
-        for (size_t i = 0; i < fs.n_hours && i < ELEMENTSOF(out->loaded_hours_us); i++)
-                out->loaded_hours_us[out->n_loaded_hours++] = fs.hours[i].hour_us;
+        /* fs.hours holds 2, out->loaded_hours_us 4. */
+        for (size_t i = 0; i < ELEMENTSOF(fs.hours); i++)
+                if (i < fs.n_hours)
+                        out->loaded_hours_us[out->n_loaded_hours++] = fs.hours[i].hour_us;
         if (fs.n_pools) {
                 out->pools = calloc(fs.n_pools, sizeof(*out->pools));
                 if (!out->pools) {
@@ -319,7 +330,6 @@ struct task_page {
         struct api_task *tasks;
         size_t n;
         bool more;
-        bool oom;
 };
 
 static int collect_task(const struct pgstore_task *t, void *userdata)

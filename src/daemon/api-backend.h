@@ -14,11 +14,13 @@
 struct pgstore;
 struct fleet;
 struct elector;
+struct lease_k8s;
 
 struct api_deps {
         struct pgstore *store;   /* borrowed, thread-safe */
         struct fleet *fleet;     /* borrowed */
         struct elector *elector; /* borrowed; created before, started after the server */
+        struct lease_k8s *lease; /* borrowed: the Lease as last watched, for the status */
         int32_t lease_duration_s;
 };
 

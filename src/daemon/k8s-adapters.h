@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/macro.h"
@@ -42,6 +43,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct lease_k8s *, lease_k8s_free);
 
 /* The operation table over `l` (borrowed: `l` must outlive every user of the table). */
 struct election_lease_ops lease_k8s_ops(struct lease_k8s *l);
+
+/*
+ * The newest Lease the watch has reported, for the status API: true and *ret, or false when
+ * the watch knows none (not listed yet, or the Lease does not exist). Any thread.
+ */
+bool lease_k8s_latest(struct lease_k8s *l, struct election_record *ret);
 
 /* ---- Labels and Events ------------------------------------------------------------------- */
 

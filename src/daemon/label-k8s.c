@@ -93,19 +93,20 @@ static int op_emit_event(void *userdata, enum election_event_kind kind, const ch
 int label_k8s_new(const struct k8s_config *cfg, const struct k8s_client_options *opts,
                   const char *lease_name, const char *host, struct label_k8s **ret)
 {
-        _cleanup_(label_k8s_freep) struct label_k8s *l = calloc(1, sizeof(*l));
-        int r;
+        struct label_k8s *l = calloc(1, sizeof(*l));
+        int r = -ENOMEM;
 
         if (!l)
                 return -ENOMEM;
         l->lease_name = strdup(lease_name);
         l->host = strdup(host);
-        if (!l->lease_name || !l->host)
-                return -ENOMEM;
-        r = k8s_client_new(cfg, opts, &l->client);
-        if (r < 0)
+        if (l->lease_name && l->host)
+                r = k8s_client_new(cfg, opts, &l->client);
+        if (r < 0) {
+                label_k8s_free(l);
                 return r;
-        *ret = TAKE_PTR(l);
+        }
+        *ret = l;
         return 0;
 }
 

@@ -316,6 +316,18 @@ void lease_k8s_free(struct lease_k8s *l)
         free(l);
 }
 
+bool lease_k8s_latest(struct lease_k8s *l, struct election_record *ret)
+{
+        bool found;
+
+        pthread_mutex_lock(&l->lock);
+        found = l->known && l->exists;
+        if (found)
+                *ret = l->latest;
+        pthread_mutex_unlock(&l->lock);
+        return found;
+}
+
 struct election_lease_ops lease_k8s_ops(struct lease_k8s *l)
 {
         return (struct election_lease_ops){

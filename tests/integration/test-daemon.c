@@ -46,6 +46,9 @@ static void test_failover_labels_and_probes(void **state)
                 assert_int_equal(http(cl.r[i].port, "GET", "/metrics", NULL, &body), 200);
                 assert_non_null(
                     strstr(body, i == l ? "persistd_is_leader 1" : "persistd_is_leader 0"));
+                if (i == l) /* renewals are timed */
+                        assert_non_null(
+                            strstr(body, "persistd_lease_renew_duration_seconds_count"));
                 free(body);
         }
 
@@ -83,7 +86,7 @@ static void test_failover_labels_and_probes(void **state)
         kill(cl.r[l2].pid, SIGTERM);
         int l3 = wait_settled_leader(&cl, l2, 10 * USEC_PER_SEC, &lease_us);
         printf("graceful hand-over: new holder after %.0f ms\n", (double)lease_us / 1e3);
-        assert_true(lease_us < LEASE_S * USEC_PER_SEC);
+        assert_true(lease_us < USEC_PER_SEC); /* the lease (2 s) would take longer */
         int status = 0;
         assert_true(th_wait_exit(cl.r[l2].pid, 10000, &status));
         assert_true(WIFEXITED(status));
@@ -92,6 +95,24 @@ static void test_failover_labels_and_probes(void **state)
         (void)t0;
         assert_int_equal(count_leaders(&cl), 1);
         assert_true(says_leader(&cl, l3));
+
+        /*
+         * SIGSTOP (a paused process): the other replica takes over within lease + retry. Woken
+         * up, the old leader finds its renew deadline long past and does not act as leader.
+         */
+        kill(cl.r[l3].pid, SIGSTOP);
+        int l4 = wait_settled_leader(&cl, l3, (int64_t)(LEASE_S + RETRY_S + 6) * USEC_PER_SEC,
+                                     &lease_us);
+        printf("failover after SIGSTOP: new holder after %.0f ms\n", (double)lease_us / 1e3);
+        kill(cl.r[l3].pid, SIGCONT);
+        int64_t deadline = clock_mono_us() + 5 * USEC_PER_SEC;
+        while (says_leader(&cl, l3) && clock_mono_us() < deadline)
+                clock_sleep_us(20 * 1000);
+        assert_false(says_leader(&cl, l3));
+        clock_sleep_us(1000 * 1000);
+        assert_int_equal(count_leaders(&cl), 1);
+        assert_true(says_leader(&cl, l4));
+        assert_false(pod_labelled(&cl, cl.r[l3].pod));
 
         /* No secret in any log. */
         for (int i = 0; i < N_REPLICAS; i++) {
@@ -199,6 +220,49 @@ static void test_schedule_persist_and_tasks_api(void **state)
                         id->valuestring);
         wait_count(&cl, sql, 1, 15 * USEC_PER_SEC);
         free(sql);
+        /* Run now: a manual run of the task, queued ahead of scheduled work. */
+        char *run_path = xasprintf("%s/run", path);
+        assert_int_equal(http(cl.r[l].port, "POST", run_path, "{}", &body), 202);
+        assert_non_null(strstr(body, "\"manual\""));
+        free(body);
+        free(run_path);
+        wait_count(&cl,
+                   "SELECT count(*) FROM runs WHERE kind = 'manual' AND state = 'succeeded' AND "
+                   "instance_id = 'redis-b'",
+                   1, 15 * USEC_PER_SEC);
+
+        /* The read side: instances (by pool), runs (by instance and kind), status, plan, nightly.
+         */
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances?pool=hdd", NULL, &body), 200);
+        assert_non_null(strstr(body, "redis-c"));
+        assert_null(strstr(body, "redis-a"));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances/redis-a", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"ssd\""));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/instances/redis-nope", NULL, NULL), 404);
+        assert_int_equal(
+            http(cl.r[l].port, "GET", "/v1/runs?instance=redis-c&kind=persist", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"succeeded\""));
+        assert_null(strstr(body, "\"scheduled\""));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/status", NULL, &body), 200);
+        cJSON *so = cJSON_Parse(body);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(so, "is_leader")));
+        assert_true(cJSON_GetObjectItem(so, "epoch")->valuedouble >= 1);
+        cJSON *lease = cJSON_GetObjectItem(so, "lease");
+        assert_string_equal(cJSON_GetObjectItem(lease, "holder")->valuestring, holder);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(lease, "renew_time")));
+        assert_non_null(strstr(body, "\"hdd\""));
+        cJSON_Delete(so);
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/plan", NULL, &body), 200);
+        assert_non_null(strstr(body, "redis-a"));
+        free(body);
+        assert_int_equal(http(cl.r[l].port, "GET", "/v1/nightly", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"state\""));
+        free(body);
+
         long del = http(cl.r[l].port, "DELETE", path, NULL, NULL);
         assert_true(del == 200 || del == 204);
         assert_int_equal(http(cl.r[l].port, "GET", path, NULL, NULL), 404);
@@ -229,12 +293,40 @@ static void test_schedule_persist_and_tasks_api(void **state)
         cluster_stop(&cl);
 }
 
+/* A database migrated by a newer persistd: start-up stops with a clear error and exit 1. */
+static void test_newer_schema_refuses_to_start(void **state)
+{
+        struct cluster cl;
+        (void)state;
+
+        cluster_start(&cl, NULL, false);
+        th_pg_exec(cl.sql, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                           "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+        th_pg_exec(cl.sql, "INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')");
+        replica_spawn(&cl, 0);
+        int status = 0;
+        assert_true(th_wait_exit(cl.r[0].pid, 20000, &status));
+        cl.r[0].pid = -1;
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 1);
+        char *log = slurp(cl.r[0].log_path);
+        assert_non_null(strstr(log, "newer than this persistd"));
+        assert_non_null(strstr(log, "9999"));
+        free(log);
+        /* Nothing acted: no Lease was ever written. */
+        char *holder = lease_holder(&cl);
+        assert_string_equal(holder, "");
+        free(holder);
+        cluster_stop(&cl);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_failover_labels_and_probes),
             cmocka_unit_test(test_schedule_persist_and_tasks_api),
+            cmocka_unit_test(test_newer_schema_refuses_to_start),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         curl_global_cleanup();

@@ -201,7 +201,7 @@ static void test_one_leader_release_and_stop(void **state)
         int l2 = wait_leader(rs, N, l, 10 * USEC_PER_SEC);
         int64_t handover = clock_mono_us() - t0;
         printf("release hand-over: %.0f ms\n", (double)handover / 1e3);
-        assert_true(handover < LEASE_S * USEC_PER_SEC);
+        assert_true(handover < USEC_PER_SEC); /* expiry would take the lease, 2 s */
         replica_stop(&rs[l]);
 
         /* A stopped leader (no release) is replaced within lease + retry (plus slack). */
