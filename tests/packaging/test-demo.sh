@@ -19,7 +19,7 @@ if [[ $status != 0 ]]; then
 fi
 
 fail=0
-for want in "leader elected after" "only persistd-" "a follower (persistd-" "every instance has save" \
+for want in "the chart's Role is enforced" "leader elected after" "only persistd-" "a follower (persistd-" "every instance has save" \
         "scheduled runs succeeded" "the pass finished: all 6 instances saved" "persist-now of cache-b1 succeeded" \
         "leads after" "the work goes on under the new leader" "within its limit" \
         "Every step did what it says."; do
