@@ -177,11 +177,50 @@ static void test_nightly_failover(void **state)
         fx_close(&x);
 }
 
+/* A nightly save and a persist-now of one instance in a pool with room for two: one at a time. */
+static void test_one_save_per_instance(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *f;
+        struct fleet_persist *h = NULL;
+        struct fleet_persist_result res;
+        char err[256];
+        long long before;
+        int max_running = 0;
+
+        (void)state;
+        fx_open(&x, "fleet_one_save", 1, NULL);
+        fx_instance(&x, "r1", 0, "p2");
+        fx_slow(&x, 0, 100, 10000); /* ~1 s a save */
+        before = fx_rdb_saves(&x, 0);
+        fx_options(&o, "fleet-a", 1, 2);
+        f = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(f, 1);
+        start_pass(f);
+        const char *ids[] = {"r1"};
+        struct fleet_persist_request req = {.instances = ids, .n_instances = 1};
+        assert_int_equal(fleet_persist_begin(f, &req, &h, err, sizeof(err)), 0);
+        while (fleet_persist_wait(h, 20 * 1000, &res) == -ETIMEDOUT) {
+                int n = (int)fx_int(&x, "SELECT count(*) FROM runs WHERE state = 'running'");
+                max_running = n > max_running ? n : max_running;
+        }
+        assert_true(res.r.ok);
+        assert_true(fx_wait(pass_finished, &x, 30000));
+        assert_true(max_running <= 1);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE state = 'succeeded'"), 2);
+        assert_int_equal(fx_rdb_saves(&x, 0), before + 2);
+        fleet_persist_unref(h);
+        fleet_free(f);
+        fx_close(&x);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_nightly_pass),
             cmocka_unit_test(test_nightly_failover),
+            cmocka_unit_test(test_one_save_per_instance),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

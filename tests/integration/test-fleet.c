@@ -55,6 +55,8 @@ static void test_scheduled_runs(void **state)
         fx_instance(&x, "r1", 0, "p1");
         fx_instance(&x, "r2", 1, "p2");
         fx_instance(&x, "down", -1, "p2");
+        fx_sql(&x, "INSERT INTO instances (id, pod_namespace, pod_name, port, pool) VALUES "
+                   "('by-pod', 'redis', 'redis-0', 6379, 'p2')");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r1', '*/2 * * * * *')");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('down', '*/2 * * * * *')");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('r2', '0 61 * * *')");
@@ -109,6 +111,18 @@ static void test_scheduled_runs(void **state)
                  "SELECT count(*) FROM tasks WHERE schedule = '0 0 1 1 *' AND invalid_reason IS "
                  "NULL",
                  1, 10000);
+        /* A pod reference without a Kubernetes resolver is flagged, the rest runs. */
+        wait_sql(&x,
+                 "SELECT count(*) FROM instances WHERE id = 'by-pod' AND invalid_reason LIKE "
+                 "'%resolver%'",
+                 1, 10000);
+        struct fleet_status fs;
+        assert_int_equal(fleet_status(f, &fs), 0);
+        assert_true(fs.acting);
+        assert_int_equal(fs.n_instances, 4);
+        assert_int_equal(fs.n_invalid_instances, 1);
+        assert_true(fs.n_hours >= 1);
+        free(fs.pools);
         /* Retention removed the old run while leading. */
         assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE claimed_at < now() - "
                                     "interval '30 days'"),
