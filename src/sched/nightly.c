@@ -1750,8 +1750,8 @@ static enum nightly_state public_state(const struct nightly *n)
                 return NIGHTLY_IDLE;
         if (n->resume_check)
                 return n->progress_down ? NIGHTLY_WAITING_PROGRESS : NIGHTLY_STARTING;
-        if (!n->pass)
-                return NIGHTLY_IDLE;
+        if (!n->pass) /* a start asked for is a pass starting, not an idle one */
+                return n->start_requested ? NIGHTLY_STARTING : NIGHTLY_IDLE;
         switch (n->phase) {
         case PHASE_STARTING:
                 return n->progress_down ? NIGHTLY_WAITING_PROGRESS : NIGHTLY_STARTING;

@@ -534,6 +534,8 @@ static void start_now(struct nightly *n)
         while ((r = nightly_start_now(n)) == -EBUSY && clock_mono_us() < deadline)
                 clock_sleep_us(2000);
         assert_int_equal(r, 0);
+        /* What the API answers the operator at once: the pass is under way, not idle. */
+        assert_int_not_equal(state_of(n), NIGHTLY_IDLE);
 }
 
 /* Wait (bounded) until `*value` (read under the fake's lock) reaches at least `want`. */
