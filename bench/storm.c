@@ -3,7 +3,8 @@
  * Benchmark: storm avoidance (SPEC 15). The same fleet of real instances in one disk pool saves
  * twice: (a) uncoordinated, every instance BGSAVE at once, as per-instance save rules firing
  * together would; (b) paced, through persistd's pool (limit 1) and instance driver, one save
- * after another as the nightly pass does. A sampler reads INFO and /proc/<pid>/io every 10 ms.
+ * after another as the nightly pass does. A sampler reads INFO and /proc/<pid>/io every 10 ms;
+ * a PING sampler (one thread and connection per instance) records the worst PING latency.
  * Run by bench/storm with the instances' ports; prints `metric: value unit` lines.
  */
 #include <errno.h>
@@ -30,6 +31,7 @@ struct phase {
         int peak_saving;
         double peak_rate, peak_device_rate, makespan_s, written_mb;
         size_t saves;
+        double worst_ping_ms;
 };
 
 static int n_inst;
@@ -86,6 +88,82 @@ static void summarise(struct fleet_sampler *s, struct phase *ret)
         ret->written_mb = n ? (double)(v[n - 1].bytes - v[0].bytes) / 1e6 : 0;
 }
 
+/* ---- PING sampler: one connection and thread per instance, a PING every 10 ms -------------- */
+
+struct pinger {
+        pthread_t thread;
+        redisContext *c;
+        int64_t worst_us;
+};
+
+static struct pinger *pingers;
+static bool ping_stop; /* under ping_lock */
+static pthread_mutex_t ping_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool ping_stopping(void)
+{
+        pthread_mutex_lock(&ping_lock);
+        bool stop = ping_stop;
+        pthread_mutex_unlock(&ping_lock);
+        return stop;
+}
+
+static void *pinger_main(void *arg)
+{
+        struct pinger *p = arg;
+        while (!ping_stopping()) {
+                int64_t t0 = clock_mono_us();
+                redisReply *r = redisCommand(p->c, "PING");
+                int64_t dt = clock_mono_us() - t0;
+                if (!r) {
+                        fprintf(stderr, "storm: PING: %s\n", p->c->errstr);
+                        exit(1);
+                }
+                freeReplyObject(r);
+                pthread_mutex_lock(&ping_lock);
+                if (dt > p->worst_us)
+                        p->worst_us = dt;
+                pthread_mutex_unlock(&ping_lock);
+                clock_sleep_us(10 * USEC_PER_MSEC);
+        }
+        return NULL;
+}
+
+static void pingers_start(void)
+{
+        struct timeval tv = {.tv_sec = 30};
+        pingers = calloc((size_t)n_inst, sizeof(*pingers));
+        if (!pingers)
+                die("out of memory");
+        ping_stop = 0;
+        for (int i = 0; i < n_inst; i++) {
+                pingers[i].c = redisConnectWithTimeout("127.0.0.1", ports[i], tv);
+                if (!pingers[i].c || pingers[i].c->err)
+                        die("connect (PING sampler)");
+                redisSetTimeout(pingers[i].c, tv);
+                if (pthread_create(&pingers[i].thread, NULL, pinger_main, &pingers[i]) != 0)
+                        die("pthread_create");
+        }
+}
+
+/* Stop the PING sampler; the worst PING latency of any instance, in ms. */
+static double pingers_stop(void)
+{
+        int64_t worst = 0;
+        pthread_mutex_lock(&ping_lock);
+        ping_stop = 1;
+        pthread_mutex_unlock(&ping_lock);
+        for (int i = 0; i < n_inst; i++) {
+                pthread_join(pingers[i].thread, NULL);
+                redisFree(pingers[i].c);
+                if (pingers[i].worst_us > worst)
+                        worst = pingers[i].worst_us;
+        }
+        free(pingers);
+        pingers = NULL;
+        return (double)worst / 1e3;
+}
+
 /* Let the page cache write back what the last phase left, so each phase starts even. */
 static void settle(void)
 {
@@ -108,6 +186,7 @@ static void storm(struct fleet_sampler *s, struct phase *ret)
                 redisSetTimeout(c[i], tv);
                 before[i] = rdb_saves(c[i], &saving);
         }
+        pingers_start();
         if (fleet_sampler_start(s) < 0)
                 die("sampler");
         clock_sleep_us(50 * USEC_PER_MSEC);
@@ -135,6 +214,7 @@ static void storm(struct fleet_sampler *s, struct phase *ret)
         }
         clock_sleep_us(100 * USEC_PER_MSEC);
         fleet_sampler_stop(s);
+        ret->worst_ping_ms = pingers_stop();
         for (int i = 0; i < n_inst; i++)
                 redisFree(c[i]);
         free(c);
@@ -213,6 +293,7 @@ static void paced(struct fleet_sampler *s, struct phase *ret)
                                                  .cancel = job_cancel};
         }
         sched_pools_set_generation(pools, 1);
+        pingers_start();
         if (fleet_sampler_start(s) < 0)
                 die("sampler");
         clock_sleep_us(50 * USEC_PER_MSEC);
@@ -225,6 +306,7 @@ static void paced(struct fleet_sampler *s, struct phase *ret)
         pthread_mutex_unlock(&lock);
         clock_sleep_us(100 * USEC_PER_MSEC);
         fleet_sampler_stop(s);
+        ret->worst_ping_ms = pingers_stop();
         if (failed)
                 die("a paced save failed");
         sched_pools_free(pools);
@@ -278,6 +360,8 @@ int main(int argc, char *argv[])
         printf("makespan_s_paced: %.2f s\n", pa.makespan_s);
         printf("written_mb_storm: %.0f MB\n", st.written_mb);
         printf("written_mb_paced: %.0f MB\n", pa.written_mb);
+        printf("worst_ping_ms_storm: %.1f ms\n", st.worst_ping_ms);
+        printf("worst_ping_ms_paced: %.1f ms\n", pa.worst_ping_ms);
         fleet_sampler_free(s);
         free(ports);
         return 0;

@@ -290,7 +290,8 @@ const struct config_key config_keys[] = {
          .def = "60", .min = 1, .max = 86400, .doc = "Lower bound of a save's timeout."},
         {.name = "driver.poll_min_ms", .type = CONFIG_INT, .offset = F(driver.poll_min_ms),
          .def = "20", .min = 1, .max = 60000,
-         .doc = "Shortest interval between INFO polls while a save runs."},
+         .doc = "Shortest interval between coarse INFO polls while a save runs; near the "
+                "expected end they go down to 5 ms (docs/driver.md)."},
         {.name = "driver.poll_max_ms", .type = CONFIG_INT, .offset = F(driver.poll_max_ms),
          .def = "2000", .min = 1, .max = 600000,
          .doc = "Longest interval between INFO polls; the interval grows with the estimate."},
