@@ -3,9 +3,10 @@
  * Failover under API faults, with three real persistd replicas: the leader (replica 0, which
  * alone talks to kube-test-server as the least-privilege user) gets 5xx answers to its renewals,
  * or every request of its hangs; it stops acting as leader before its lease can expire for the
- * others, and the server's request log shows that no takeover came within the renew deadline of
- * its last accepted renewal (terms never overlap). An API server that is down for longer than
- * the lease leaves every replica a follower; when it returns exactly one leads again.
+ * others (and refuses leader work), and the server's request log shows that no takeover came within
+ * the renew deadline of its last accepted renewal (terms never overlap). An API server that is down
+ * for longer than the lease leaves every replica a follower; when it returns exactly one leads
+ * again.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -104,6 +105,18 @@ static void wait_not_leader(struct cluster *cl, int i, int64_t timeout_us)
         }
 }
 
+/* Replica i refuses leader work: a mutation is answered 503 (not the leader). */
+static void assert_refuses_leader_work(const struct cluster *cl, int i)
+{
+        char *body = NULL;
+        long st =
+            http(cl->r[i].port, "POST", "/v1/tasks",
+                 "{\"instance_id\":\"redis-a\",\"action\":\"bgsave\",\"schedule\":\"* * * * *\"}",
+                 &body);
+        free(body);
+        assert_int_equal(st, 503);
+}
+
 /*
  * From the request log: the accepted Lease updates in order, and at every change of the user
  * that sent them (a takeover by another replica), the gap since the previous user's last
@@ -168,6 +181,7 @@ static void test_5xx_for_the_leader(void **state)
         th_kube_faults(&cl.kube, "{\"error\":{\"status\":503,\"count\":1000000,"
                                  "\"prefix\":\"/apis/coordination.k8s.io\",\"method\":\"PUT\"}}");
         wait_not_leader(&cl, 0, 10 * USEC_PER_SEC);
+        assert_refuses_leader_work(&cl, 0);
         th_kube_clear_faults(&cl.kube);
         /* Someone leads again (perhaps replica 0 in a new term), alone and labelled. */
         int l = wait_settled_leader(&cl, -1, 20 * USEC_PER_SEC, NULL);
@@ -193,6 +207,7 @@ static void test_hang_for_the_leader(void **state)
         assert_true(l != 0);
         assert_false(pod_labelled(&cl, cl.r[0].pod));
         assert_false(says_leader(&cl, 0));
+        assert_refuses_leader_work(&cl, 0);
         assert_true(check_terms_never_overlap(&cl) >= 1);
 
         /* The partition ends: replica 0 follows the new leader, it does not resume its term. */
