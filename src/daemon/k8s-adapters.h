@@ -26,7 +26,9 @@ struct lease_k8s;
 /*
  * The Lease `lease_name` over two clients made from `cfg` and `opts` (both copied): one for
  * get/create/update (the elector thread), one for a watch thread that this adapter starts at
- * once and that keeps the newest Lease it has seen for wait_change(). Each request is bounded
+ * once and that keeps the newest Lease it has seen for wait_change() (which answers -ENOTCONN
+ * at once while that watch is down and has not listed again, so that the elector polls
+ * meanwhile). Each request is bounded
  * by opts->request_timeout_ms, which the caller keeps below the renew deadline (the per-call
  * timeout of election_lease_ops cannot shorten a request further). `identity` (borrowed,
  * copied) and `metrics` (borrowed, may be NULL) let updates of our own Lease count as renewals

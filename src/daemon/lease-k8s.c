@@ -179,9 +179,14 @@ static int op_wait_change(void *userdata, const char *resource_version, int64_t 
 
         pthread_mutex_lock(&l->lock);
         while (!l->woken) {
+                /* Not listed yet, or the watch ended: nothing to wait on, the caller polls. */
+                if (!l->known) {
+                        r = -ENOTCONN;
+                        break;
+                }
                 /* A missing Lease has rv "": the same as waiting for its creation. */
                 const char *rv = l->exists ? l->latest.resource_version : "";
-                if (l->known && !streq(rv, resource_version)) {
+                if (!streq(rv, resource_version)) {
                         if (l->exists) {
                                 *ret = l->latest;
                                 r = 0;

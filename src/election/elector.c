@@ -51,6 +51,13 @@ struct elector {
         /* Watch hand-over. */
         bool watch_pending;
         bool watch_missing;
+        /*
+         * The last wait_change() answered normally (a change, or nothing before its timeout):
+         * followers then rely on the watch and read only at the holder's expiry instant.
+         * False until then and after a failed wait_change(): followers poll every retry period.
+         */
+        bool watch_ok;
+        bool watch_failed;  /* watch_ok just turned false: the elector reschedules its poll */
         uint64_t watch_seq; /* obs_seq the watch started from */
         struct election_record watch_record;
         bool resign_requested; /* elector_step_down() */
@@ -212,6 +219,8 @@ static void wrote_ok(struct elector *e, int64_t t_send)
                 e->leading = true;
                 gen = ++e->generation;
                 started = true;
+                /* The watch pauses while we lead: trust it again once it answers. */
+                e->watch_ok = false;
                 pthread_cond_broadcast(&e->watch_cond);
         }
         pthread_mutex_unlock(&e->lock);
@@ -268,9 +277,17 @@ static void decide_and_write(struct elector *e, bool from_watch)
 
         election_decide(&e->obs, e->identity, e->lease_duration_s, now, e->wall_clock_us(), &d);
         if (d.action == ELECTION_WAIT) {
-                int64_t next = from_watch
-                                   ? e->next_attempt_mono_us
-                                   : now + election_jitter_next(&e->jitter, e->retry_period_us);
+                pthread_mutex_lock(&e->lock);
+                bool watch_ok = e->watch_ok;
+                pthread_mutex_unlock(&e->lock);
+                int64_t next;
+                if (watch_ok)
+                        /* The watch tells of every renewal and release: no poll needed. */
+                        next = d.expires_mono_us;
+                else if (from_watch)
+                        next = e->next_attempt_mono_us;
+                else
+                        next = now + election_jitter_next(&e->jitter, e->retry_period_us);
                 /* Be there the moment the holder's lease expires. */
                 e->next_attempt_mono_us = MIN(next, d.expires_mono_us);
                 e->immediate_retries = 0;
@@ -505,6 +522,15 @@ static void *elector_thread(void *userdata)
                         cond_wait_until(&e->cond, &e->lock, INT64_MAX);
                         continue;
                 }
+                if (e->watch_failed) {
+                        /* The watch broke: poll from one jittered retry period on. */
+                        e->watch_failed = false;
+                        if (!e->leading)
+                                e->next_attempt_mono_us =
+                                    MIN(e->next_attempt_mono_us,
+                                        now + election_jitter_next(&e->jitter, e->retry_period_us));
+                        continue;
+                }
                 if (e->watch_pending && !e->leading) {
                         bool current = e->watch_seq == e->obs_seq;
                         bool missing = e->watch_missing;
@@ -568,6 +594,13 @@ static void *watch_thread(void *userdata)
                 pthread_mutex_lock(&e->lock);
                 if (e->stopping)
                         break;
+                if (r == 0 || r == -ENOENT || r == -ETIMEDOUT) {
+                        e->watch_ok = true;
+                } else if (r != -EINTR && e->watch_ok) {
+                        e->watch_ok = false;
+                        e->watch_failed = true;
+                        pthread_cond_broadcast(&e->cond);
+                }
                 if ((r == 0 && streq(rec.resource_version, rv)) || (r == -ENOENT && !rv[0])) {
                         /* Not a change at all: an adapter bug; do not spin on it. */
                         cond_wait_until(&e->watch_cond, &e->lock,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The elector: one thread that competes for the Lease (followers try every jittered retry
- * period, at the instant the holder's lease expires, and at once when a watch reports a change
- * such as a release), renews it while leading, and steps down when a renewal has not succeeded
+ * The elector: one thread that competes for the Lease (followers whose watch works rely on it:
+ * they act at once when it reports a change such as a release, and read the Lease only at the
+ * instant the observed holder's lease expires; without a working watch they also poll every
+ * jittered retry period), renews it while leading, and steps down when a renewal has not succeeded
  * within the renew deadline, before any other replica may consider the lease expired. It then
  * keeps competing. A second thread only waits for watch events. Leadership is published as a
  * generation number that any thread may read; it turns 0 at the renew deadline by the clock
@@ -44,9 +45,11 @@ struct election_lease_ops {
          * Optional (NULL: no watch; followers then poll only). Block until the Lease changes
          * after `resource_version` ("" = it did not exist then: wait for its creation), at
          * most `timeout_us`. 0 and *ret = the Lease after the change; -ENOENT when it was
-         * deleted; -ETIMEDOUT when nothing happened; -EINTR after wake(); another negative
-         * errno on failure (an expired resourceVersion may simply be reported as 0 with a
-         * fresh get's answer, or as an error).
+         * deleted; -ETIMEDOUT when nothing happened (the watch is up but quiet); -EINTR after
+         * wake(); another negative errno (e.g. -ENOTCONN) when it cannot watch now, promptly
+         * (an expired resourceVersion may simply be reported as 0 with a fresh get's answer,
+         * or as an error). After 0, -ENOENT or -ETIMEDOUT the follower trusts the watch and
+         * stops polling; after a failure it polls every retry period until the watch answers.
          */
         int (*wait_change)(void *userdata, const char *resource_version, int64_t timeout_us,
                            struct election_record *ret);

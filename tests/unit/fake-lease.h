@@ -50,6 +50,7 @@ struct fake_client {
         int64_t reply_latency_us; /* after it applied it */
         int fail_next;            /* the next N calls fail with -EIO */
         int conflict_next;        /* the next N updates fail with -ESTALE */
+        bool watch_broken;        /* wait_change fails (-ENOTCONN), at once and while waiting */
         bool woken;
         uint64_t gets, creates, updates, waits;
 };
@@ -247,6 +248,10 @@ static inline int fake_wait_change(void *userdata, const char *rv, int64_t timeo
         for (;;) {
                 if (c->woken) {
                         r = -EINTR;
+                        break;
+                }
+                if (c->watch_broken) {
+                        r = -ENOTCONN;
                         break;
                 }
                 if (c->partitioned) {

@@ -632,6 +632,66 @@ static void test_restarted_replica_waits_for_expiry(void **state)
         fake_server_destroy(&s);
 }
 
+static uint64_t client_gets(struct fake_client *c)
+{
+        pthread_mutex_lock(&c->s->lock);
+        uint64_t n = c->gets;
+        pthread_mutex_unlock(&c->s->lock);
+        return n;
+}
+
+static void test_followers_rely_on_the_watch(void **state)
+{
+        /*
+         * A 4 s lease renewed every 0.2 s: a polling follower would read the Lease 5-10 times
+         * in 2 s. With a working watch it reads only at the holder's expiry instant, which the
+         * renewals it is told of keep pushing back. Once its watch breaks it polls again, so a
+         * crash of the holder is still noticed.
+         */
+        const struct timings t = {4, 3 * USEC_PER_SEC, 200 * MS};
+        struct fake_server s;
+        struct replica rs[2];
+        struct sampler smp;
+
+        fake_server_init(&s);
+        replica_init(&rs[0], &s, "watch-0_a", true, t);
+        replica_init(&rs[1], &s, "watch-1_b", true, t);
+        sampler_start(&smp, rs, 2);
+        replica_start(&rs[0]);
+        replica_start(&rs[1]);
+        struct replica *l = wait_leader(rs, 2, NULL);
+        struct replica *m = l == &rs[0] ? &rs[1] : &rs[0];
+        wait_counter(m, &m->new_leader_calls, 1);
+        /* Let the follower's watch answer once (the next renewal), then count its reads. */
+        clock_sleep_us(1 * USEC_PER_SEC);
+
+        uint64_t g0 = client_gets(&m->client);
+        clock_sleep_us(2 * USEC_PER_SEC);
+        uint64_t g1 = client_gets(&m->client);
+        print_message("follower reads in 2 s with a working watch: %llu\n",
+                      (unsigned long long)(g1 - g0));
+        assert_true(g1 - g0 <= 1);
+        assert_true(elector_is_leader(l->e));
+
+        FAKE_SET(&m->client, watch_broken, true);
+        clock_sleep_us(100 * MS);
+        uint64_t g2 = client_gets(&m->client);
+        clock_sleep_us(2 * USEC_PER_SEC);
+        uint64_t g3 = client_gets(&m->client);
+        print_message("follower reads in 2 s with a broken watch: %llu\n",
+                      (unsigned long long)(g3 - g2));
+        assert_true(g3 - g2 >= 2);
+
+        /* The holder dies without releasing: the polling follower takes over after the lease. */
+        elector_stop(l->e);
+        assert_true(wait_leader(rs, 2, l) == m);
+        check_write_log(&s, t.lease_s);
+        sampler_finish(&smp);
+        replica_done(&rs[0]);
+        replica_done(&rs[1]);
+        fake_server_destroy(&s);
+}
+
 static void test_jitter_seeds_differ(void **state)
 {
         struct fake_server s;
@@ -774,6 +834,7 @@ int main(void)
             cmocka_unit_test(test_release_record_fields),
             cmocka_unit_test(test_transitions_counted),
             cmocka_unit_test(test_restarted_replica_waits_for_expiry),
+            cmocka_unit_test(test_followers_rely_on_the_watch),
             cmocka_unit_test(test_jitter_seeds_differ),
             cmocka_unit_test(test_hung_call_bounds_leadership_and_wedges),
             cmocka_unit_test(test_conflicts_and_errors_do_not_depose),
