@@ -64,7 +64,8 @@ int main(int argc, char *argv[])
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        if ((r = pthread_sigmask(SIG_BLOCK, &mask, NULL)) != 0)
+                die("pthread_sigmask", r);
 
         if ((r = k8s_config_from_kubeconfig(argv[1], &cfg, &err)) < 0) {
                 fprintf(stderr, "election-replica: kubeconfig: %s\n", err ? err : "");

@@ -242,7 +242,7 @@ static int start_store(struct daemon *d)
             .connect_timeout_s = c->postgres.connect_timeout_s,
             .statement_timeout_ms = c->postgres.connect_timeout_s * 1000,
         };
-        int64_t backoff = 250 * 1000;
+        int64_t backoff = (int64_t)250 * 1000;
         int from = 0, to = 0;
 
         d->store = pgstore_new(&o);
@@ -498,7 +498,7 @@ static void wait_label_removed(struct daemon *d)
                 election_label_get_status(d->label, &st);
                 if ((st.settled && !st.own_labeled) || clock_mono_us() >= deadline)
                         break;
-                clock_sleep_us(20 * 1000);
+                clock_sleep_us((int64_t)20 * 1000);
         }
         if (st.own_labeled)
                 log_warn("The leader label may still be on pod \"%s\"; the next leader removes it",
@@ -667,7 +667,12 @@ int daemon_run(const struct config *config)
         sigaddset(&d.mask, SIGTERM);
         sigaddset(&d.mask, SIGINT);
         sigaddset(&d.mask, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &d.mask, NULL);
+        r = pthread_sigmask(SIG_BLOCK, &d.mask, NULL);
+        if (r != 0) {
+                /* Unblocked, a stop signal would kill the process instead of stopping it. */
+                log_error("Failed to block SIGTERM, SIGINT and SIGHUP: %s", strerror(r));
+                return EXIT_FAILURE;
+        }
         signal(SIGPIPE, SIG_IGN);
 
         pthread_mutex_init(&d.lock, NULL);

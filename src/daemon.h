@@ -8,7 +8,7 @@
 #include "config/config.h"
 
 /* Exit codes of persistd (documented in --help and README.md). */
-#define EXIT_USAGE 2
+#define EXIT_USAGE  2
 #define EXIT_CONFIG 78
 
 /*

@@ -54,10 +54,10 @@ static int parse_verb(const char *s, enum verb *ret)
                 const char *name;
                 enum verb verb;
         } verbs[] = {
-                {"run", VERB_RUN},
-                {"check-config", VERB_CHECK_CONFIG},
-                {"migrate", VERB_MIGRATE},
-                {"version", VERB_VERSION},
+            {"run", VERB_RUN},
+            {"check-config", VERB_CHECK_CONFIG},
+            {"migrate", VERB_MIGRATE},
+            {"version", VERB_VERSION},
         };
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(s, verbs[i].name)) {
@@ -86,10 +86,9 @@ static int load_config(const char *path, struct config **ret)
 static int migrate(const struct config *config)
 {
         const struct pgstore_options opts = {
-                .dsn = config->postgres.dsn_secret ? config->postgres.dsn_secret
-                                                   : config->postgres.dsn,
-                .connect_timeout_s = config->postgres.connect_timeout_s,
-                .statement_timeout_ms = config->postgres.connect_timeout_s * 1000,
+            .dsn = config->postgres.dsn_secret ? config->postgres.dsn_secret : config->postgres.dsn,
+            .connect_timeout_s = config->postgres.connect_timeout_s,
+            .statement_timeout_ms = config->postgres.connect_timeout_s * 1000,
         };
         _cleanup_(pgstore_freep) struct pgstore *store = pgstore_new(&opts);
         int from, to;
@@ -116,11 +115,11 @@ static int migrate(const struct config *config)
 int main(int argc, char *argv[])
 {
         static const struct option options[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"fake-start", required_argument, NULL, 'F'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {0},
+            {"config", required_argument, NULL, 'c'},
+            {"fake-start", required_argument, NULL, 'F'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {0},
         };
         const char *config_path = NULL, *fake_start = NULL;
         _cleanup_(config_freep) struct config *config = NULL;
@@ -157,7 +156,8 @@ int main(int argc, char *argv[])
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "persistd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+                fprintf(stderr, "persistd: unexpected argument \"%s\" (see --help)\n",
+                        argv[optind]);
                 return EXIT_USAGE;
         }
 

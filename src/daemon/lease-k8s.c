@@ -17,7 +17,7 @@
 
 #define LOG_MODULE "lease"
 
-#define WATCH_BACKOFF_MIN_US (250 * 1000)
+#define WATCH_BACKOFF_MIN_US ((int64_t)250 * 1000)
 #define WATCH_BACKOFF_MAX_US (5 * USEC_PER_SEC)
 
 struct lease_k8s {

@@ -15,7 +15,7 @@
 #include "core/util.h"
 #include "sched/tz.h"
 
-#define TZIF_MAX_SIZE  (1024 * 1024)
+#define TZIF_MAX_SIZE  ((size_t)1024 * 1024)
 #define TZIF_MAX_TYPES 256
 #define FOOTER_MAX     128
 #define DAY_S          INT64_C(86400)
@@ -88,10 +88,9 @@ int64_t tz_days_from_civil(int64_t y, int m, int d)
         return era * 146097 + doe - 719468;
 }
 
-void tz_civil_from_days(int64_t z, int *ret_year, int *ret_month, int *ret_day, int *ret_wday)
+void tz_civil_from_days(int64_t days, int *ret_year, int *ret_month, int *ret_day, int *ret_wday)
 {
-        int64_t days = z;
-        z += 719468;
+        int64_t z = days + 719468;
         int64_t era = floor_div(z, 146097);
         int64_t doe = z - era * 146097;
         int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
@@ -341,6 +340,8 @@ static ssize_t trans_index(const struct tz_zone *z, int64_t t)
 static const struct tz_type *type_at(const struct tz_zone *z, int64_t t)
 {
         ssize_t i = trans_index(z, t);
+        /* i >= 0 only when n_trans > 0, and then trans_type holds n_trans entries. */
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
         return i < 0 ? &z->types[0] : &z->types[z->trans_type[i]];
 }
 
@@ -473,7 +474,7 @@ int tz_from_local(const struct tz_zone *z, int year, int month, int day, int hou
         /* Every offset in effect within a day and a bit of it is a candidate. */
         int32_t cand[16] = {0};
         size_t n_cand = 0;
-        for (int64_t d = -30 * 3600; d <= 30 * 3600; d += 3 * 3600) {
+        for (int64_t d = INT64_C(-30) * 3600; d <= INT64_C(30) * 3600; d += INT64_C(3) * 3600) {
                 int32_t o = tz_offset_at(z, local + d);
                 bool seen = false;
                 for (size_t i = 0; i < n_cand; i++)
@@ -503,8 +504,8 @@ int tz_from_local(const struct tz_zone *z, int year, int month, int day, int hou
         }
         /* In a gap: find the forward transition that skipped it. */
         struct tz_transition tr;
-        int64_t cur = local - 30 * 3600;
-        while (tz_next_transition(z, cur, &tr) && tr.at <= local + 30 * 3600) {
+        int64_t cur = local - INT64_C(30) * 3600;
+        while (tz_next_transition(z, cur, &tr) && tr.at <= local + INT64_C(30) * 3600) {
                 if (tr.offset_after > tr.offset_before && local - tr.offset_before >= tr.at &&
                     local - tr.offset_after < tr.at) {
                         *ret = (struct tz_resolved){TZ_LOCAL_SKIPPED, tr.at, tr.at, tr.offset_after,
@@ -633,6 +634,7 @@ int tz_zone_parse(const char *name, const void *data, size_t size, struct tz_zon
                 if (!z->trans || !z->trans_type) {
                         free(z->trans);
                         free(z->trans_type);
+                        /* cppcheck-suppress memleak ; z is _cleanup_free_, freed on this return */
                         return -ENOMEM;
                 }
         }

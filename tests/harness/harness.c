@@ -20,8 +20,8 @@
 #include "harness.h"
 
 #define MAX_CHILDREN 256
-#define MAX_DIRS 256
-#define MAX_DBS 64
+#define MAX_DIRS     256
+#define MAX_DBS      64
 
 static pid_t children[MAX_CHILDREN];
 static char *dirs[MAX_DIRS];
@@ -350,7 +350,8 @@ long long th_redis_info_int(redisContext *c, const char *field)
         size_t n = strlen(field);
 
         if (rep->type == REDIS_REPLY_STRING)
-                for (const char *p = rep->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+                for (const char *p = rep->str; p && *p;
+                     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
                         if (strncmp(p, field, n) == 0 && p[n] == ':') {
                                 v = strtoll(p + n + 1, NULL, 10);
                                 break;

@@ -35,7 +35,10 @@ void th_rmtree(const char *path);
  */
 pid_t th_spawn(char *const argv[], char *const env[], const char *log_path);
 
-/* Send `sig` and wait up to `timeout_ms` for the exit; SIGKILL after that. Returns the wait status. */
+/*
+ * Send `sig` and wait up to `timeout_ms` for the exit; SIGKILL after that. Returns the wait
+ * status.
+ */
 int th_stop(pid_t pid, int sig, int timeout_ms);
 
 /* Wait up to `timeout_ms` for `pid` to exit; returns true and *status if it did. */
@@ -93,7 +96,10 @@ PGconn *th_pg_connect(const char *dbname);
 /* Run SQL that returns no rows or whose rows are ignored; aborts on error. */
 void th_pg_exec(PGconn *c, const char *sql);
 
-/* Run a query expected to return one value; returns it as a string (caller frees), NULL for SQL NULL. */
+/*
+ * Run a query expected to return one value; returns it as a string (caller frees), NULL for SQL
+ * NULL.
+ */
 char *th_pg_value(PGconn *c, const char *sql);
 
 /* ---- Paths ------------------------------------------------------------------------------ */
@@ -126,8 +132,8 @@ struct th_kube {
         char *ca_path;         /* dir/ca.crt (NULL with plain) */
         char *user;            /* the least-privilege user's name */
         char *namespace;
-        char *admin_token;     /* user "admin", group system:masters */
-        char *user_token;      /* the least-privilege user, no RBAC until a Role is bound */
+        char *admin_token; /* user "admin", group system:masters */
+        char *user_token;  /* the least-privilege user, no RBAC until a Role is bound */
         char *admin_kubeconfig;
         char *user_kubeconfig;
 };
@@ -140,8 +146,10 @@ struct th_kube {
  */
 void th_kube_start(struct th_kube *k, const struct th_kube_options *o);
 
-/* Stop the server, remove its directory, free the fields. Idempotent. Aborts the test (after
- * printing the server's log) when the server does not exit cleanly: a crash or a sanitizer report. */
+/*
+ * Stop the server, remove its directory, free the fields. Idempotent. Aborts the test (after
+ * printing the server's log) when the server does not exit cleanly: a crash or a sanitizer report.
+ */
 void th_kube_stop(struct th_kube *k);
 
 /*

@@ -46,7 +46,10 @@ char *slurp(const char *path)
         if (!f)
                 return strdup("");
         while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-                buf = realloc(buf, len + n + 1);
+                char *grown = realloc(buf, len + n + 1);
+                if (!grown)
+                        th_die("out of memory reading %s", path);
+                buf = grown;
                 memcpy(buf + len, chunk, n);
                 len += n;
         }

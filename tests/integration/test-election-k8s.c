@@ -272,13 +272,23 @@ static void test_partitioned_leader_steps_down_first(void **state)
         free(json);
         int l = wait_leader(rs, N, 0, LEASE_S * USEC_PER_SEC + 3 * RETRY_US + 5 * USEC_PER_SEC);
         assert_false(elector_is_leader(rs[0].elector));
-        pthread_mutex_lock(&rs[0].lock);
-        int64_t stopped = rs[0].stopped_mono_us;
-        int stops = rs[0].stops;
-        pthread_mutex_unlock(&rs[0].lock);
-        pthread_mutex_lock(&rs[l].lock);
-        int64_t started = rs[l].started_mono_us;
-        pthread_mutex_unlock(&rs[l].lock);
+        /* elector_is_leader() may turn before the callback has run: wait for both callbacks. */
+        int64_t stopped, started;
+        int stops, starts;
+        for (int64_t cb_deadline = clock_mono_us() + 5 * USEC_PER_SEC;;) {
+                pthread_mutex_lock(&rs[0].lock);
+                stopped = rs[0].stopped_mono_us;
+                stops = rs[0].stops;
+                pthread_mutex_unlock(&rs[0].lock);
+                pthread_mutex_lock(&rs[l].lock);
+                started = rs[l].started_mono_us;
+                starts = rs[l].starts;
+                pthread_mutex_unlock(&rs[l].lock);
+                if ((stops > 0 && starts > 0) || clock_mono_us() > cb_deadline)
+                        break;
+                clock_sleep_us(10 * 1000);
+        }
+        assert_int_equal(starts, 1);
         assert_int_equal(stops, 1);
         printf("partitioned leader stepped down %.0f ms before the takeover\n",
                (double)(started - stopped) / 1e3);
