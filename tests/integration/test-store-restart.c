@@ -4,7 +4,9 @@
  * under a store and a listener (claims fail at once with -ENOTCONN, nothing is half-written,
  * readiness is false), then restarted on the same port and data directory (both reconnect, the
  * listener resyncs, a claim succeeds). Also two writers of different epochs racing for the same
- * slots over many iterations: only the current epoch wins, no slot is ever claimed twice.
+ * slots over many iterations: only the current epoch wins, no slot is ever claimed twice. And a
+ * real `persistd run` replica whose /readyz turns 503 while PostgreSQL is down and 200 after.
+ * The whole program uses that PostgreSQL (the PG* variables point at it), not the suite's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,12 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 
 #include "core/clock.h"
 #include "harness.h"
 #include "store/pgstore.h"
+#include "test-daemon-cluster.h"
 #include "test-store-restart-util.h"
 
 /* 2026-12-01T10:00:00Z */
@@ -81,7 +85,7 @@ static int count_of(struct events *ev, const int *field)
         return n;
 }
 
-static bool wait_count(struct events *ev, const int *field, int at_least, int64_t timeout_us)
+static bool wait_events(struct events *ev, const int *field, int at_least, int64_t timeout_us)
 {
         int64_t end = clock_mono_us() + timeout_us;
         while (clock_mono_us() < end) {
@@ -92,16 +96,23 @@ static bool wait_count(struct events *ev, const int *field, int at_least, int64_
         return false;
 }
 
-static PGconn *own_connect(const struct ownpg *pg)
-{
-        PGconn *c = PQconnectdb(pg->dsn);
-        assert_non_null(c);
-        if (PQstatus(c) != CONNECTION_OK)
-                fail_msg("cannot connect to the test's PostgreSQL: %s", PQerrorMessage(c));
-        return c;
-}
+static struct ownpg pg; /* this program's PostgreSQL; the group teardown removes it */
 
-static struct ownpg pg; /* stopped and removed by the teardown, whatever happens */
+static int setup_pg(void **state)
+{
+        (void)state;
+        ownpg_init(&pg);
+        char port[8];
+        snprintf(port, sizeof(port), "%u", pg.port);
+        /* th_pg_*, libpq's defaults and the persistd replicas all follow these. */
+        setenv("PGHOST", "127.0.0.1", 1);
+        setenv("PGPORT", port, 1);
+        setenv("PGUSER", "postgres", 1);
+        unsetenv("PGPASSWORD");
+        unsetenv("PGDATABASE");
+        unsetenv("PGSERVICE");
+        return 0;
+}
 
 static int teardown_pg(void **state)
 {
@@ -117,11 +128,12 @@ static void test_postgres_restarted_under_the_store(void **state)
         int64_t epoch, run_id;
         (void)state;
 
-        ownpg_init(&pg);
-        const struct pgstore_options o = {.dsn = pg.dsn, .connect_timeout_s = 2};
-        struct pgstore *s = store_for(pg.dsn);
+        char *db = th_pg_create_db("restart");
+        char *dsn = th_pg_dsn(db);
+        const struct pgstore_options o = {.dsn = dsn, .connect_timeout_s = 2};
+        struct pgstore *s = store_for(dsn);
         assert_int_equal(pgstore_migrate(s, NULL, NULL), 0);
-        PGconn *sql = own_connect(&pg);
+        PGconn *sql = th_pg_connect(db);
         th_pg_exec(sql, "INSERT INTO instances (id, host, port, pool) VALUES "
                         "('redis-a', '127.0.0.1', 6379, 'ssd')");
         th_pg_exec(sql,
@@ -136,7 +148,7 @@ static void test_postgres_restarted_under_the_store(void **state)
             .change = on_change, .resync = on_resync, .userdata = &ev};
         struct pgstore_listener *l = pgstore_listener_new(&o, 3600, &cb);
         assert_non_null(l);
-        assert_true(wait_count(&ev, &ev.resyncs, 1, 10 * USEC_PER_SEC));
+        assert_true(wait_events(&ev, &ev.resyncs, 1, 10 * USEC_PER_SEC));
         assert_true(pgstore_listener_is_connected(l));
         assert_int_equal(pgstore_listener_connects(l), 1);
         int resyncs_before = count_of(&ev, &ev.resyncs);
@@ -175,11 +187,11 @@ static void test_postgres_restarted_under_the_store(void **state)
         while (pgstore_listener_connects(l) < 2 && clock_mono_us() < end)
                 clock_sleep_us(20 * 1000);
         assert_int_equal(pgstore_listener_connects(l), 2);
-        assert_true(wait_count(&ev, &ev.resyncs, resyncs_before + 1, 10 * USEC_PER_SEC));
+        assert_true(wait_events(&ev, &ev.resyncs, resyncs_before + 1, 10 * USEC_PER_SEC));
         assert_true(pgstore_listener_is_connected(l));
 
         /* Nothing was half-written during the outage: only the first claim is there. */
-        sql = own_connect(&pg);
+        sql = th_pg_connect(db);
         assert_int_equal(sql_int(sql, "SELECT count(*) FROM runs"), 1);
         assert_int_equal(pgstore_run_get(s, run_id, &run), 0);
         assert_int_equal(run.state, PGSTORE_RUN_CLAIMED);
@@ -193,12 +205,13 @@ static void test_postgres_restarted_under_the_store(void **state)
         assert_int_equal(sql_int(sql, "SELECT count(*) FROM runs"), 2);
         int changes = count_of(&ev, &ev.changes);
         th_pg_exec(sql, "UPDATE tasks SET description = 'after the restart'");
-        assert_true(wait_count(&ev, &ev.changes, changes + 1, 10 * USEC_PER_SEC));
+        assert_true(wait_events(&ev, &ev.changes, changes + 1, 10 * USEC_PER_SEC));
         PQfinish(sql);
 
         pgstore_listener_free(l);
         pgstore_free(s);
-        ownpg_destroy(&pg);
+        free(db);
+        free(dsn);
 }
 
 /* ---- two epochs racing for the same slots ------------------------------------------------- */
@@ -344,11 +357,55 @@ static void test_two_epochs_race_for_the_same_slots(void **state)
         free(dsn);
 }
 
+/* ---- a persistd replica's readiness ------------------------------------------------------- */
+
+/* Poll replica i's /readyz until it answers `want` (or the deadline passes); the last status. */
+static long wait_readyz(const struct cluster *cl, int i, long want, int64_t timeout_us)
+{
+        int64_t end = clock_mono_us() + timeout_us;
+        long st;
+        while ((st = http(cl->r[i].port, "GET", "/readyz", NULL, NULL)) != want &&
+               clock_mono_us() < end)
+                clock_sleep_us(100 * 1000);
+        return st;
+}
+
+static void test_replica_not_ready_while_postgres_is_down(void **state)
+{
+        struct cluster cl;
+        int status;
+        (void)state;
+
+        cluster_start(&cl, NULL, false);
+        replica_spawn(&cl, 0);
+        if (wait_readyz(&cl, 0, 200, 30 * USEC_PER_SEC) != 200) {
+                dump_logs(&cl);
+                fail_msg("the replica never became ready");
+        }
+        PQfinish(cl.sql); /* the fixture's own connection would not survive the restart */
+        cl.sql = NULL;
+
+        ownpg_stop(&pg);
+        assert_int_equal(wait_readyz(&cl, 0, 503, 15 * USEC_PER_SEC), 503);
+        assert_int_equal(http(cl.r[0].port, "GET", "/healthz", NULL, NULL), 200); /* alive */
+        assert_false(th_wait_exit(cl.r[0].pid, 0, &status));
+
+        ownpg_start(&pg);
+        long st = wait_readyz(&cl, 0, 200, 30 * USEC_PER_SEC);
+        if (st != 200)
+                dump_logs(&cl);
+        assert_int_equal(st, 200);
+        assert_false(th_wait_exit(cl.r[0].pid, 0, &status));
+        cl.sql = th_pg_connect(cl.db);
+        cluster_stop(&cl);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test_teardown(test_postgres_restarted_under_the_store, teardown_pg),
+            cmocka_unit_test(test_postgres_restarted_under_the_store),
             cmocka_unit_test(test_two_epochs_race_for_the_same_slots),
+            cmocka_unit_test(test_replica_not_ready_while_postgres_is_down),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests(tests, setup_pg, teardown_pg);
 }
