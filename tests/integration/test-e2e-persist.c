@@ -3,8 +3,8 @@
  * Persist-now end to end against a real persistd leader (one replica; PostgreSQL, Redis,
  * kube-test-server): 100 concurrent requests share one BGSAVE, a request arriving while an older
  * save runs gets a fresh save that started after it, a request_id retry returns the same save,
- * and the pool limit holds while scheduled work and persist-now compete. Saves are slowed with
- * CONFIG SET rdb-key-save-delay.
+ * and the pool limit holds while nightly, scheduled and persist-now work compete. Saves are slowed
+ * with CONFIG SET rdb-key-save-delay.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -217,6 +217,12 @@ static void test_pool_limit_holds_under_competition(void **state)
                            "('redis-b', 'bgsave', '* * * * * *')");
         atomic_store(&sampling, true);
         assert_int_equal(pthread_create(&t, NULL, sampler, NULL), 0);
+        /* A nightly pass over every instance competes too (started by hand). */
+        char *out = NULL;
+        long st = e2e_http(cl.r[leader].port, TOKEN, "POST", "/v1/nightly/start", "{}", &out, NULL);
+        if (st != 200 && st != 202)
+                fail_msg("nightly start: %ld %s", st, out);
+        free(out);
         for (int i = 0; i < 6; i++) {
                 struct result r;
                 persist(i % 2 ? "redis-a" : "redis-b", "{\"wait\":true,\"timeout_s\":30}", &r);
@@ -226,6 +232,10 @@ static void test_pool_limit_holds_under_competition(void **state)
         wait_count(&cl,
                    "SELECT count(*) FROM runs WHERE kind = 'scheduled' AND state = 'succeeded'", 4,
                    20 * USEC_PER_SEC);
+        wait_count(&cl,
+                   "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = 'succeeded' "
+                   "AND instance_id IN ('redis-a', 'redis-b')",
+                   2, 20 * USEC_PER_SEC);
         atomic_store(&sampling, false);
         pthread_join(t, NULL);
         th_pg_exec(cl.sql, "DELETE FROM tasks");
