@@ -45,8 +45,8 @@ static void test_failover_labels_and_probes(void **state)
                 assert_int_equal(http(cl.r[i].port, "GET", "/readyz", NULL, NULL), 200);
                 assert_int_equal(http(cl.r[i].port, "GET", "/metrics", NULL, &body), 200);
                 /* The value line, not the HELP text (which reads "1 while ..."). */
-                assert_non_null(strstr(body, i == l ? "\npersistd_is_leader 1\n"
-                                                    : "\npersistd_is_leader 0\n"));
+                assert_non_null(
+                    strstr(body, i == l ? "\npersistd_is_leader 1\n" : "\npersistd_is_leader 0\n"));
                 if (i == l) /* renewals are timed */
                         assert_non_null(
                             strstr(body, "persistd_lease_renew_duration_seconds_count"));
