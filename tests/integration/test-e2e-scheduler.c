@@ -508,6 +508,7 @@ int main(void)
             cmocka_unit_test(test_pools_and_sql_changes),
             cmocka_unit_test(test_failover_gap),
         };
+        /* E2E_ONLY=test_name: run one test (a cmocka filter). */
         if (getenv("E2E_ONLY"))
                 cmocka_set_test_filter(getenv("E2E_ONLY"));
         int r = cmocka_run_group_tests(tests, NULL, NULL);
