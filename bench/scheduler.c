@@ -35,7 +35,20 @@ static int64_t *take_ms, *sent_ms; /* lateness in µs, of slots whose pool was f
 static size_t n_samples, n_busy, n_refused, n_catch_up;
 static bool pool_busy[N_POOLS];
 
-static __thread redisContext *conn[MAX_REDIS];
+/* Each executor thread's connections, closed when the thread ends. */
+struct conns {
+        redisContext *c[MAX_REDIS];
+};
+static pthread_key_t conns_key;
+
+static void conns_free(void *p)
+{
+        struct conns *cs = p;
+        for (int i = 0; i < MAX_REDIS; i++)
+                if (cs->c[i])
+                        redisFree(cs->c[i]);
+        free(cs);
+}
 
 static void die(const char *what)
 {
@@ -61,6 +74,13 @@ static void run_slot(const struct sched_slot_run *run, void *userdata)
         pool_busy[p] = true;
         pthread_mutex_unlock(&lock);
 
+        struct conns *cs = pthread_getspecific(conns_key);
+        if (!cs) {
+                cs = calloc(1, sizeof(*cs));
+                if (!cs || pthread_setspecific(conns_key, cs) != 0)
+                        die("out of memory");
+        }
+        redisContext **conn = cs->c;
         if (!conn[r]) {
                 struct timeval tv = {2, 0};
                 conn[r] = redisConnectWithTimeout("127.0.0.1", ports[r], tv);
@@ -152,6 +172,8 @@ int main(int argc, char *argv[])
                 ports[n_ports++] = (uint16_t)atoi(argv[i]);
         if (n_ports == 0 || run_s <= 0)
                 die("usage: scheduler PORT... (BENCH_SECONDS=30)");
+        if (pthread_key_create(&conns_key, conns_free) != 0)
+                die("pthread_key_create");
         take_ms = calloc(MAX_SAMPLES, sizeof(*take_ms));
         sent_ms = calloc(MAX_SAMPLES, sizeof(*sent_ms));
         if (!take_ms || !sent_ms)
