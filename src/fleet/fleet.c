@@ -2364,7 +2364,16 @@ static void publish_metrics(struct fleet *f)
                 (void)metrics_gauge_add(f->metrics, M_INSTANCES_SAVE_CONFIG_DRIFTED, vals,
                                         in->save_config_drifted ? 1 : 0);
         }
+        size_t bad_tasks = 0, bad_insts = 0;
+        for (size_t i = 0; i < f->n_tasks; i++)
+                bad_tasks += f->tasks[i].invalid;
+        for (size_t i = 0; i < f->n_insts; i++)
+                bad_insts += f->insts[i]->row.invalid_reason[0] != '\0';
         pthread_mutex_unlock(&f->lock);
+        (void)metrics_gauge_set(f->metrics, M_UNUSABLE_ROWS, (const char *const[]){"tasks"},
+                                (double)bad_tasks);
+        (void)metrics_gauge_set(f->metrics, M_UNUSABLE_ROWS, (const char *const[]){"instances"},
+                                (double)bad_insts);
 }
 
 static void *housekeeping(void *arg)

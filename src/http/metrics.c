@@ -109,6 +109,14 @@ const struct metric_def metrics_families[M__COUNT] = {
                                                  "pool.",
                                          .labels = {"pool"},
                                          .max_series = 256},
+    [M_UNUSABLE_ROWS] = {.name = "persistd_unusable_rows",
+                         .type = METRIC_GAUGE,
+                         .help =
+                             "Rows persistd cannot use (a malformed cron, an unknown action, an "
+                             "instance it cannot address), by table; the reasons are in the "
+                             "unusable_rows view.",
+                         .labels = {"table"},
+                         .max_series = 2},
     [M_HTTP_REQUESTS] = {.name = "persistd_http_requests_total",
                          .type = METRIC_COUNTER,
                          .help = "HTTP requests answered, by route pattern and status code.",

@@ -50,6 +50,7 @@ enum metric_id {
         M_NIGHTLY_ETA,
         M_INSTANCES_LAST_SAVE_FAILED,
         M_INSTANCES_SAVE_CONFIG_DRIFTED,
+        M_UNUSABLE_ROWS,
         M_HTTP_REQUESTS,
         M_SERIES_DROPPED,
         M__COUNT,

@@ -158,6 +158,11 @@ static void test_scheduled_runs(void **state)
         assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p2) == 1);
         assert_true(metrics_value(fx_metrics, M_INSTANCES_LAST_SAVE_FAILED, p1) == 0);
         assert_true(metrics_value(fx_metrics, M_SAVE_DURATION, p1) >= 2);
+        /* The unusable rows: the pod reference without a resolver; the fixed cron no more. */
+        const char *in_insts[] = {"instances"};
+        const char *in_tasks[] = {"tasks"};
+        assert_true(metrics_value(fx_metrics, M_UNUSABLE_ROWS, in_insts) == 1);
+        assert_true(metrics_value(fx_metrics, M_UNUSABLE_ROWS, in_tasks) == 0);
         assert_true(atomic_load(&x.events) >= 2); /* InvalidTask, SaveFailed */
 
         pgstore_listener_free(l);
