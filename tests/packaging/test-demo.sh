@@ -22,6 +22,7 @@ fail=0
 for want in "the chart's Role is enforced" "leader elected after" "only persistd-" "a follower (persistd-" "every instance has save" \
         "scheduled runs succeeded" "the pass finished: all 6 instances saved" "persist-now of cache-b1 succeeded" \
         "leads after" "the work goes on under the new leader" "within its limit" \
+        "Summary: runs, max concurrency per pool" "Failover (SIGKILL, the Lease must expire): " \
         "Every step did what it says."; do
         grep -qF "$want" "$log" || {
                 echo "test-demo: the narration lacks \"$want\""
