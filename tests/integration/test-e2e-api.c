@@ -264,6 +264,7 @@ static const char *const metric_names[] = {
     "persistd_nightly_eta_seconds",
     "persistd_instances_last_save_failed",
     "persistd_instances_save_config_drifted",
+    "persistd_unusable_rows",
     "persistd_http_requests_total",
     "persistd_metrics_series_dropped_total",
 };
