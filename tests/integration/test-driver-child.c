@@ -23,46 +23,7 @@
 #include "core/clock.h"
 #include "harness.h"
 #include "redis/driver.h"
-
-static const struct driver_options test_opts = {
-    .connect_timeout_ms = 2000,
-    .command_timeout_ms = 2000,
-    .poll_min_ms = 10,
-    .poll_max_ms = 100,
-    .timeout_factor = 4,
-    .min_timeout_s = 20,
-};
-
-static struct driver_instance *instance_for(const struct th_redis *r, struct driver_estimator *est)
-{
-        struct driver_target t = {
-            .id = "test", .host = "127.0.0.1", .port = r->port, .password = r->password};
-        struct driver_instance *inst = NULL;
-        assert_int_equal(driver_instance_new(&t, &test_opts, NULL, est, &inst, NULL), 0);
-        return inst;
-}
-
-static void redis_do(const struct th_redis *r, const char *fmt, ...)
-{
-        redisContext *c = th_redis_connect(r);
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        assert_non_null(rep);
-        if (rep->type == REDIS_REPLY_ERROR)
-                fail_msg("\"%s\" failed: %s", fmt, rep->str);
-        freeReplyObject(rep);
-        redisFree(c);
-}
-
-static long long info_int(const struct th_redis *r, const char *field)
-{
-        redisContext *c = th_redis_connect(r);
-        long long v = th_redis_info_int(c, field);
-        redisFree(c);
-        return v;
-}
+#include "test-driver-util.h"
 
 /* The pid of a child of `parent` (scanning /proc/<pid>/stat for the ppid), or 0 if none. */
 static pid_t child_of(pid_t parent)
@@ -118,9 +79,9 @@ static void test_killed_child_is_a_failed_save(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "DEBUG POPULATE 4000 key 100");
-        redis_do(&r, "CONFIG SET rdb-key-save-delay 2000"); /* about 8 s: plenty to find it */
-        struct saver s = {.inst = instance_for(&r, NULL)};
+        drv_redis_do(&r, "DEBUG POPULATE 4000 key 100");
+        drv_redis_do(&r, "CONFIG SET rdb-key-save-delay 2000"); /* about 8 s: plenty to find it */
+        struct saver s = {.inst = drv_instance_for(&r, NULL, NULL)};
         assert_int_equal(pthread_create(&s.thread, NULL, saver_main, &s), 0);
 
         pid_t child = 0;
@@ -128,7 +89,7 @@ static void test_killed_child_is_a_failed_save(void **state)
         while (!(child = child_of(r.pid)) && clock_mono_us() < end)
                 clock_sleep_us(10 * 1000);
         assert_true(child > 0);
-        assert_int_equal(info_int(&r, "rdb_bgsave_in_progress"), 1);
+        assert_int_equal(drv_info_int(&r, "rdb_bgsave_in_progress"), 1);
         assert_int_equal(kill(child, SIGKILL), 0);
         pthread_join(s.thread, NULL);
 
@@ -137,10 +98,10 @@ static void test_killed_child_is_a_failed_save(void **state)
         assert_non_null(strstr(s.res.reason, "rdb_last_bgsave_status:err"));
         assert_int_equal(s.res.commands_sent, 1);
         assert_int_equal(s.res.counter_after, s.res.counter_before + 1);
-        assert_int_equal(info_int(&r, "rdb_bgsave_in_progress"), 0);
+        assert_int_equal(drv_info_int(&r, "rdb_bgsave_in_progress"), 0);
 
         /* The next save works, and the server says so too. */
-        redis_do(&r, "CONFIG SET rdb-key-save-delay 0");
+        drv_redis_do(&r, "CONFIG SET rdb-key-save-delay 0");
         const struct driver_save_request req = {.action = DRIVER_ACTION_BGSAVE};
         struct driver_save_result res;
         assert_int_equal(driver_instance_save(s.inst, &req, &res), DRIVER_SUCCEEDED);
@@ -174,12 +135,12 @@ static void test_estimates_converge_on_stable_saves(void **state)
 
         th_redis_start(&r, NULL);
         /* Fixed data (several MiB, so the write rate is learned) and a fixed per-key delay. */
-        redis_do(&r, "DEBUG POPULATE 2000 key 2000");
-        redis_do(&r, "CONFIG SET rdb-key-save-delay 300"); /* about 0.6 s a save */
+        drv_redis_do(&r, "DEBUG POPULATE 2000 key 2000");
+        drv_redis_do(&r, "CONFIG SET rdb-key-save-delay 300"); /* about 0.6 s a save */
         /* Seeded far off: 256 KiB/s makes the first estimate tens of seconds. */
         struct driver_estimator *est = driver_estimator_new(256.0 * 1024, 20, 0.3);
         assert_non_null(est);
-        struct driver_instance *inst = instance_for(&r, est);
+        struct driver_instance *inst = drv_instance_for(&r, NULL, est);
         for (int i = 0; i < SAVES; i++) {
                 assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
                 assert_true(res.duration_us > 0);
@@ -215,17 +176,17 @@ static void test_populated_save_duration_matches(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "DEBUG POPULATE %d key 1000", KEYS);
-        redis_do(&r, "CONFIG SET rdb-key-save-delay %d", DELAY_US);
-        struct driver_instance *inst = instance_for(&r, NULL);
-        long long before = info_int(&r, "rdb_saves");
+        drv_redis_do(&r, "DEBUG POPULATE %d key 1000", KEYS);
+        drv_redis_do(&r, "CONFIG SET rdb-key-save-delay %d", DELAY_US);
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
+        long long before = drv_info_int(&r, "rdb_saves");
         int64_t t0 = clock_mono_us();
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         int64_t wall = clock_mono_us() - t0;
 
         /* Done means done: the child is gone and exactly one save was counted. */
-        assert_int_equal(info_int(&r, "rdb_bgsave_in_progress"), 0);
-        assert_int_equal(info_int(&r, "rdb_saves"), before + 1);
+        assert_int_equal(drv_info_int(&r, "rdb_bgsave_in_progress"), 0);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), before + 1);
         assert_int_equal(res.counter_after, before + 1);
         redisContext *c = th_redis_connect(&r);
         redisReply *rep = th_redis_cmd(c, "INFO persistence");
@@ -239,7 +200,7 @@ static void test_populated_save_duration_matches(void **state)
          * INFO's own figure is a difference of whole-second clock readings (at the fork and
          * when the server reaped the child), so it is off by up to a second either way.
          */
-        long long info_s = info_int(&r, "rdb_last_bgsave_time_sec");
+        long long info_s = drv_info_int(&r, "rdb_last_bgsave_time_sec");
         double secs = (double)res.duration_us / 1e6;
         print_message("duration %.3f s, INFO %lld s, wall %.3f s\n", secs, info_s,
                       (double)wall / 1e6);

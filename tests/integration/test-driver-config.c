@@ -24,15 +24,7 @@
 #include "core/util.h"
 #include "harness.h"
 #include "redis/driver.h"
-
-static const struct driver_options test_opts = {
-    .connect_timeout_ms = 2000,
-    .command_timeout_ms = 2000,
-    .poll_min_ms = 10,
-    .poll_max_ms = 100,
-    .timeout_factor = 4,
-    .min_timeout_s = 20,
-};
+#include "test-driver-util.h"
 
 static struct driver_instance *instance_as(uint16_t port, const char *user, const char *password)
 {
@@ -42,22 +34,8 @@ static struct driver_instance *instance_as(uint16_t port, const char *user, cons
                                   .username = user,
                                   .password = password};
         struct driver_instance *inst = NULL;
-        assert_int_equal(driver_instance_new(&t, &test_opts, NULL, NULL, &inst, NULL), 0);
+        assert_int_equal(driver_instance_new(&t, &drv_test_opts, NULL, NULL, &inst, NULL), 0);
         return inst;
-}
-
-static void redis_do(const struct th_redis *r, const char *fmt, ...)
-{
-        redisContext *c = th_redis_connect(r);
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        assert_non_null(rep);
-        if (rep->type == REDIS_REPLY_ERROR)
-                fail_msg("\"%s\" failed: %s", fmt, rep->str);
-        freeReplyObject(rep);
-        redisFree(c);
 }
 
 static char *config_get_save(const struct th_redis *r)
@@ -124,7 +102,7 @@ static void test_acl_user_without_bgsave(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "ACL SETUSER saver on >s3cret-pw ~* &* +@all -bgsave");
+        drv_redis_do(&r, "ACL SETUSER saver on >s3cret-pw ~* &* +@all -bgsave");
         struct driver_instance *inst = instance_as(r.port, "saver", "s3cret-pw");
         assert_int_equal(driver_instance_detect(inst, &caps), 0);
         assert_int_equal(caps.bgsave, DRIVER_CAP_NO);
@@ -197,7 +175,7 @@ static void test_save_config_drift(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "CONFIG SET save %s", "900 1 300 10");
+        drv_redis_do(&r, "CONFIG SET save %s", "900 1 300 10");
         struct driver_instance *inst = instance_as(r.port, NULL, NULL);
 
         /* First management: the rule is found, removed and read back. */
@@ -218,7 +196,7 @@ static void test_save_config_drift(void **state)
         assert_false(res.fixed);
 
         /* Someone turns saves back on: the next re-check reports and fixes it. */
-        redis_do(&r, "CONFIG SET save %s", "900 1");
+        drv_redis_do(&r, "CONFIG SET save %s", "900 1");
         assert_int_equal(driver_instance_disable_save(inst, false, false, &res), 0);
         assert_true(res.drifted);
         assert_true(res.fixed);
@@ -363,13 +341,13 @@ static void test_pod_and_secret(void **state)
             .secret_key = "password",
         };
         struct driver_instance *inst = NULL;
-        assert_int_equal(driver_instance_new(&t, &test_opts, &resolver, NULL, &inst, NULL), 0);
+        assert_int_equal(driver_instance_new(&t, &drv_test_opts, &resolver, NULL, &inst, NULL), 0);
         assert_int_equal(driver_instance_info(inst, &info), 0);
         assert_int_equal(k.pod_calls, 1);
         assert_int_equal(k.secret_calls, 1);
 
         /* Every reconnect resolves again: a rotated password is followed. */
-        redis_do(&r, "CONFIG SET requirepass %s", "rotated");
+        drv_redis_do(&r, "CONFIG SET requirepass %s", "rotated");
         free(r.password);
         r.password = strdup("rotated");
         k.password = "rotated";
@@ -388,7 +366,7 @@ static void test_pod_and_secret(void **state)
         /* A missing Secret key. */
         k.pod_error = 0;
         t.secret_key = "nope";
-        assert_int_equal(driver_instance_new(&t, &test_opts, &resolver, NULL, &inst, NULL), 0);
+        assert_int_equal(driver_instance_new(&t, &drv_test_opts, &resolver, NULL, &inst, NULL), 0);
         assert_int_equal(driver_instance_connect(inst), -ENOENT);
         assert_non_null(strstr(driver_instance_errstr(inst), "Secret cache/redis-auth"));
         driver_instance_free(inst);
@@ -405,16 +383,18 @@ static void test_bad_targets(void **state)
         struct driver_target half_secret = {.host = "h", .port = 1, .secret_name = "s"};
         (void)state;
 
-        assert_int_equal(driver_instance_new(&both, &test_opts, NULL, NULL, &inst, &err), -EINVAL);
+        assert_int_equal(driver_instance_new(&both, &drv_test_opts, NULL, NULL, &inst, &err),
+                         -EINVAL);
         assert_non_null(strstr(err, "exactly one"));
         free(err);
-        assert_int_equal(driver_instance_new(&pod_no_resolver, &test_opts, NULL, NULL, &inst, &err),
+        assert_int_equal(
+            driver_instance_new(&pod_no_resolver, &drv_test_opts, NULL, NULL, &inst, &err),
+            -EINVAL);
+        free(err);
+        assert_int_equal(driver_instance_new(&no_port, &drv_test_opts, NULL, NULL, &inst, &err),
                          -EINVAL);
         free(err);
-        assert_int_equal(driver_instance_new(&no_port, &test_opts, NULL, NULL, &inst, &err),
-                         -EINVAL);
-        free(err);
-        assert_int_equal(driver_instance_new(&half_secret, &test_opts, NULL, NULL, &inst, &err),
+        assert_int_equal(driver_instance_new(&half_secret, &drv_test_opts, NULL, NULL, &inst, &err),
                          -EINVAL);
         assert_non_null(strstr(err, "Secret"));
         free(err);
@@ -430,8 +410,8 @@ static void test_loading(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "DEBUG POPULATE 20000 key 100");
-        redis_do(&r, "SAVE");
+        drv_redis_do(&r, "DEBUG POPULATE 20000 key 100");
+        drv_redis_do(&r, "SAVE");
         /* Restart on the same directory with a slow load (key-load-delay, microseconds per
          * key): the harness would wait for PING, which answers LOADING, so spawn it here. */
         snprintf(port, sizeof(port), "%u", r.port);

@@ -24,62 +24,13 @@
 #include "core/clock.h"
 #include "harness.h"
 #include "redis/driver.h"
-
-static const struct driver_options test_opts = {
-    .connect_timeout_ms = 2000,
-    .command_timeout_ms = 2000,
-    .poll_min_ms = 10,
-    .poll_max_ms = 100,
-    .timeout_factor = 4,
-    .min_timeout_s = 20,
-};
-
-static struct driver_instance *instance_for(const struct th_redis *r,
-                                            const struct driver_options *opts,
-                                            struct driver_estimator *est)
-{
-        struct driver_target t = {
-            .id = "test", .host = "127.0.0.1", .port = r->port, .password = r->password};
-        struct driver_instance *inst = NULL;
-        assert_int_equal(driver_instance_new(&t, opts ? opts : &test_opts, NULL, est, &inst, NULL),
-                         0);
-        return inst;
-}
-
-static void redis_do(const struct th_redis *r, const char *fmt, ...)
-{
-        redisContext *c = th_redis_connect(r);
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        assert_non_null(rep);
-        if (rep->type == REDIS_REPLY_ERROR)
-                fail_msg("\"%s\" failed: %s", fmt, rep->str);
-        freeReplyObject(rep);
-        redisFree(c);
-}
-
-static long long info_int(const struct th_redis *r, const char *field)
-{
-        redisContext *c = th_redis_connect(r);
-        long long v = th_redis_info_int(c, field);
-        redisFree(c);
-        return v;
-}
-
-/* Fill with `keys` keys and make every save take about keys x delay_us. */
-static void make_slow(const struct th_redis *r, int keys, int delay_us)
-{
-        redis_do(r, "DEBUG POPULATE %d key 100", keys);
-        redis_do(r, "CONFIG SET rdb-key-save-delay %d", delay_us);
-}
+#include "test-driver-util.h"
 
 static void wait_no_child(const struct th_redis *r)
 {
         for (int i = 0; i < 3000; i++) {
-                if (info_int(r, "rdb_bgsave_in_progress") == 0 &&
-                    info_int(r, "aof_rewrite_in_progress") == 0)
+                if (drv_info_int(r, "rdb_bgsave_in_progress") == 0 &&
+                    drv_info_int(r, "aof_rewrite_in_progress") == 0)
                         return;
                 clock_sleep_us(10000);
         }
@@ -98,9 +49,9 @@ static void test_save_fails_on_disk(void **state)
         /* The server's working directory disappears: the child cannot create its temp file.
          * (Permissions would not stop a root server; a missing directory does.) */
         th_redis_start(&r, extra);
-        redis_do(&r, "DEBUG POPULATE 1000 key 100");
+        drv_redis_do(&r, "DEBUG POPULATE 1000 key 100");
         th_rmtree(dir);
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_FAILED);
         assert_non_null(strstr(res.reason, "rdb_last_bgsave_status:err"));
         assert_int_equal(res.commands_sent, 1);
@@ -136,8 +87,8 @@ static void test_server_killed_mid_save(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 4000, 1000); /* about 4 s */
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_make_slow(&r, 4000, 1000); /* about 4 s */
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         struct delayed d = {.delay_us = 300000, .kill_pid = r.pid};
         assert_int_equal(pthread_create(&d.thread, NULL, delayed_main, &d), 0);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_LOST);
@@ -153,18 +104,18 @@ static void test_timeout(void **state)
         struct th_redis r;
         struct driver_save_result res;
         struct driver_save_request req = {.action = DRIVER_ACTION_BGSAVE};
-        struct driver_options opts = test_opts;
+        struct driver_options opts = drv_test_opts;
         (void)state;
 
         opts.min_timeout_s = 1;
         th_redis_start(&r, NULL);
-        make_slow(&r, 3000, 1000); /* about 3 s, the estimate says almost nothing */
-        struct driver_instance *inst = instance_for(&r, &opts, NULL);
+        drv_make_slow(&r, 3000, 1000); /* about 3 s, the estimate says almost nothing */
+        struct driver_instance *inst = drv_instance_for(&r, &opts, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_TIMED_OUT);
         assert_non_null(strstr(res.reason, "did not finish within 1 s"));
         assert_int_equal(res.timeout_us, USEC_PER_SEC);
         /* Nothing was killed: the child is still writing. */
-        assert_int_equal(info_int(&r, "rdb_bgsave_in_progress"), 1);
+        assert_int_equal(drv_info_int(&r, "rdb_bgsave_in_progress"), 1);
         driver_instance_free(inst);
         th_redis_stop(&r);
 }
@@ -175,13 +126,13 @@ static void test_cancel(void **state)
         struct driver_save_result res;
         struct driver_cancel *cancel = driver_cancel_new();
         struct driver_save_request req = {.action = DRIVER_ACTION_BGSAVE, .cancel = cancel};
-        struct driver_options opts = test_opts;
+        struct driver_options opts = drv_test_opts;
         (void)state;
 
         opts.poll_min_ms = opts.poll_max_ms = 5000; /* the cancel must not wait for a poll */
         th_redis_start(&r, NULL);
-        make_slow(&r, 1500, 1000);
-        struct driver_instance *inst = instance_for(&r, &opts, NULL);
+        drv_make_slow(&r, 1500, 1000);
+        struct driver_instance *inst = drv_instance_for(&r, &opts, NULL);
         struct delayed d = {.delay_us = 200000, .cancel = cancel};
         int64_t t0 = clock_mono_us();
         assert_int_equal(pthread_create(&d.thread, NULL, delayed_main, &d), 0);
@@ -194,10 +145,10 @@ static void test_cancel(void **state)
 
         /* A cancelled token stops the next save before anything is sent. */
         wait_no_child(&r);
-        long long saves = info_int(&r, "rdb_saves");
+        long long saves = drv_info_int(&r, "rdb_saves");
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_CANCELLED);
         assert_int_equal(res.commands_sent, 0);
-        assert_int_equal(info_int(&r, "rdb_saves"), saves);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), saves);
         driver_instance_free(inst);
         driver_cancel_free(cancel);
         th_redis_stop(&r);
@@ -227,15 +178,15 @@ static void test_before_send_and_adopt(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 300);
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
-        long long saves = info_int(&r, "rdb_saves");
+        drv_make_slow(&r, 2000, 300);
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
+        long long saves = drv_info_int(&r, "rdb_saves");
 
         /* Deposed before sending: nothing reaches the instance. */
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_CANCELLED);
         assert_true(rec.called);
         assert_int_equal(res.commands_sent, 0);
-        assert_int_equal(info_int(&r, "rdb_saves"), saves);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), saves);
 
         /* Nothing happened since the recorded values: adopt says so and sends nothing. */
         struct driver_save_request adopt = {
@@ -249,12 +200,12 @@ static void test_before_send_and_adopt(void **state)
         assert_int_equal(res.commands_sent, 0);
 
         /* A previous leader's save still running: adopt waits for it and counts it. */
-        redis_do(&r, "BGSAVE");
+        drv_redis_do(&r, "BGSAVE");
         assert_int_equal(driver_instance_save(inst, &adopt, &res), DRIVER_SUCCEEDED);
         assert_true(res.waited_existing);
         assert_true(res.joined_existing);
         assert_int_equal(res.commands_sent, 0);
-        assert_int_equal(info_int(&r, "rdb_saves"), saves + 1);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), saves + 1);
 
         /* And after it finished, adopt still sees that it happened. */
         assert_int_equal(driver_instance_save(inst, &adopt, &res), DRIVER_SUCCEEDED);

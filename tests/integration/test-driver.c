@@ -23,56 +23,7 @@
 #include "core/clock.h"
 #include "harness.h"
 #include "redis/driver.h"
-
-static const struct driver_options test_opts = {
-    .connect_timeout_ms = 2000,
-    .command_timeout_ms = 2000,
-    .poll_min_ms = 10,
-    .poll_max_ms = 100,
-    .timeout_factor = 4,
-    .min_timeout_s = 20,
-};
-
-static struct driver_instance *instance_for(const struct th_redis *r,
-                                            const struct driver_options *opts,
-                                            struct driver_estimator *est)
-{
-        struct driver_target t = {
-            .id = "test", .host = "127.0.0.1", .port = r->port, .password = r->password};
-        struct driver_instance *inst = NULL;
-        assert_int_equal(driver_instance_new(&t, opts ? opts : &test_opts, NULL, est, &inst, NULL),
-                         0);
-        return inst;
-}
-
-static void redis_do(const struct th_redis *r, const char *fmt, ...)
-{
-        redisContext *c = th_redis_connect(r);
-        va_list ap;
-        va_start(ap, fmt);
-        redisReply *rep = redisvCommand(c, fmt, ap);
-        va_end(ap);
-        assert_non_null(rep);
-        if (rep->type == REDIS_REPLY_ERROR)
-                fail_msg("\"%s\" failed: %s", fmt, rep->str);
-        freeReplyObject(rep);
-        redisFree(c);
-}
-
-static long long info_int(const struct th_redis *r, const char *field)
-{
-        redisContext *c = th_redis_connect(r);
-        long long v = th_redis_info_int(c, field);
-        redisFree(c);
-        return v;
-}
-
-/* Fill with `keys` keys and make every save take about keys x delay_us. */
-static void make_slow(const struct th_redis *r, int keys, int delay_us)
-{
-        redis_do(r, "DEBUG POPULATE %d key 100", keys);
-        redis_do(r, "CONFIG SET rdb-key-save-delay %d", delay_us);
-}
+#include "test-driver-util.h"
 
 static void test_save_succeeds(void **state)
 {
@@ -85,9 +36,9 @@ static void test_save_succeeds(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        redis_do(&r, "DEBUG POPULATE 20000 key 100");
-        struct driver_instance *inst = instance_for(&r, NULL, est);
-        long long before = info_int(&r, "rdb_saves");
+        drv_redis_do(&r, "DEBUG POPULATE 20000 key 100");
+        struct driver_instance *inst = drv_instance_for(&r, NULL, est);
+        long long before = drv_info_int(&r, "rdb_saves");
 
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_int_equal(res.outcome, DRIVER_SUCCEEDED);
@@ -103,7 +54,7 @@ static void test_save_succeeds(void **state)
         assert_true(res.fork_us >= 0);
         assert_true(res.estimate_us > 0);
         assert_true(res.timeout_us >= 20 * USEC_PER_SEC);
-        assert_int_equal(info_int(&r, "rdb_saves"), before + 1);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), before + 1);
         assert_true(asprintf(&rdb, "%s/dump.rdb", r.dir) > 0);
         assert_int_equal(stat(rdb, &st), 0);
         assert_true(st.st_size > 100000);
@@ -128,12 +79,12 @@ static void test_slow_save_is_awaited(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 500); /* about 1 s */
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_make_slow(&r, 2000, 500); /* about 1 s */
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_int_equal(res.commands_sent, 1);
         /* Done means done: no child left and the file written. */
-        assert_int_equal(info_int(&r, "rdb_bgsave_in_progress"), 0);
+        assert_int_equal(drv_info_int(&r, "rdb_bgsave_in_progress"), 0);
         assert_true(res.lastsave_after >= res.lastsave_before);
         assert_int_equal(res.counter_after, res.counter_before + 1);
         driver_instance_free(inst);
@@ -148,12 +99,12 @@ static void test_running_save_is_joined(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 400);
-        long long before = info_int(&r, "rdb_saves");
+        drv_make_slow(&r, 2000, 400);
+        long long before = drv_info_int(&r, "rdb_saves");
         /* The first save's time must differ from the server's start for lastsave to move. */
         clock_sleep_us(1100000);
-        redis_do(&r, "BGSAVE");
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_redis_do(&r, "BGSAVE");
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_true(res.waited_existing);
         assert_true(res.joined_existing);
@@ -161,7 +112,7 @@ static void test_running_save_is_joined(void **state)
         assert_true(res.save_started_wall_us > 0);
         assert_true(res.save_started_wall_us <= res.started_wall_us);
         /* Exactly one save happened: the one that was already running. */
-        assert_int_equal(info_int(&r, "rdb_saves"), before + 1);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), before + 1);
         driver_instance_free(inst);
         th_redis_stop(&r);
 }
@@ -175,10 +126,10 @@ static void test_fresh_save_after_running_one(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 300);
-        long long before = info_int(&r, "rdb_saves");
-        redis_do(&r, "BGSAVE");
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_make_slow(&r, 2000, 300);
+        long long before = drv_info_int(&r, "rdb_saves");
+        drv_redis_do(&r, "BGSAVE");
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_true(res.waited_existing);
         assert_false(res.joined_existing);
@@ -187,7 +138,7 @@ static void test_fresh_save_after_running_one(void **state)
         assert_true(res.save_started_wall_us >= res.started_wall_us);
         assert_true(res.finished_wall_us >= res.save_started_wall_us);
         /* The running save, then exactly one fresh save. */
-        assert_int_equal(info_int(&r, "rdb_saves"), before + 2);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), before + 2);
         assert_int_equal(res.counter_before, before + 1);
         assert_int_equal(res.counter_after, before + 2);
         driver_instance_free(inst);
@@ -202,17 +153,17 @@ static void test_aof_rewrite_leads_to_schedule(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 300);
-        long long before = info_int(&r, "rdb_saves");
-        redis_do(&r, "BGREWRITEAOF");
-        assert_int_equal(info_int(&r, "aof_rewrite_in_progress"), 1);
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_make_slow(&r, 2000, 300);
+        long long before = drv_info_int(&r, "rdb_saves");
+        drv_redis_do(&r, "BGREWRITEAOF");
+        assert_int_equal(drv_info_int(&r, "aof_rewrite_in_progress"), 1);
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_true(res.scheduled);
         assert_false(res.waited_existing);
         assert_int_equal(res.commands_sent, 1);
-        assert_int_equal(info_int(&r, "rdb_saves"), before + 1);
-        assert_int_equal(info_int(&r, "aof_rewrite_in_progress"), 0);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), before + 1);
+        assert_int_equal(drv_info_int(&r, "aof_rewrite_in_progress"), 0);
         driver_instance_free(inst);
         th_redis_stop(&r);
 }
@@ -225,23 +176,23 @@ static void test_bgrewriteaof(void **state)
         (void)state;
 
         th_redis_start(&r, NULL);
-        make_slow(&r, 2000, 200);
-        long long before = info_int(&r, "aof_rewrites");
-        struct driver_instance *inst = instance_for(&r, NULL, NULL);
+        drv_make_slow(&r, 2000, 200);
+        long long before = drv_info_int(&r, "aof_rewrites");
+        struct driver_instance *inst = drv_instance_for(&r, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_int_equal(res.commands_sent, 1);
         assert_false(res.scheduled);
         assert_int_equal(res.counter_before, before);
         assert_int_equal(res.counter_after, before + 1);
-        assert_int_equal(info_int(&r, "aof_rewrite_in_progress"), 0);
+        assert_int_equal(drv_info_int(&r, "aof_rewrite_in_progress"), 0);
 
         /* With an RDB child running the server schedules the rewrite after it. */
-        long long saves = info_int(&r, "rdb_saves");
-        redis_do(&r, "BGSAVE");
+        long long saves = drv_info_int(&r, "rdb_saves");
+        drv_redis_do(&r, "BGSAVE");
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_true(res.scheduled);
         assert_int_equal(res.counter_after, before + 2);
-        assert_int_equal(info_int(&r, "rdb_saves"), saves + 1);
+        assert_int_equal(drv_info_int(&r, "rdb_saves"), saves + 1);
         driver_instance_free(inst);
         th_redis_stop(&r);
 }
@@ -255,26 +206,26 @@ static void test_diskless_transfer_is_not_a_save(void **state)
         (void)state;
 
         th_redis_start(&master, NULL);
-        make_slow(&master, 2000, 300);
-        redis_do(&master, "CONFIG SET repl-diskless-sync yes");
-        redis_do(&master, "CONFIG SET repl-diskless-sync-delay 0");
-        long long saves = info_int(&master, "rdb_saves");
+        drv_make_slow(&master, 2000, 300);
+        drv_redis_do(&master, "CONFIG SET repl-diskless-sync yes");
+        drv_redis_do(&master, "CONFIG SET repl-diskless-sync-delay 0");
+        long long saves = drv_info_int(&master, "rdb_saves");
         snprintf(port, sizeof(port), "%u", master.port);
         const char *extra[] = {"--replicaof", "127.0.0.1", port, NULL};
         th_redis_start(&replica, extra);
-        for (int i = 0; i < 500 && info_int(&master, "rdb_bgsave_in_progress") != 1; i++)
+        for (int i = 0; i < 500 && drv_info_int(&master, "rdb_bgsave_in_progress") != 1; i++)
                 clock_sleep_us(10000);
-        assert_int_equal(info_int(&master, "rdb_bgsave_in_progress"), 1);
-        assert_int_equal(info_int(&master, "rdb_saves"), saves);
+        assert_int_equal(drv_info_int(&master, "rdb_bgsave_in_progress"), 1);
+        assert_int_equal(drv_info_int(&master, "rdb_saves"), saves);
 
         /* The transfer's child is waited for (never a second child), but it wrote no file:
          * the driver starts a real save after it. */
-        struct driver_instance *inst = instance_for(&master, NULL, NULL);
+        struct driver_instance *inst = drv_instance_for(&master, NULL, NULL);
         assert_int_equal(driver_instance_save(inst, &req, &res), DRIVER_SUCCEEDED);
         assert_true(res.waited_existing);
         assert_false(res.joined_existing);
         assert_int_equal(res.commands_sent, 1);
-        assert_int_equal(info_int(&master, "rdb_saves"), saves + 1);
+        assert_int_equal(drv_info_int(&master, "rdb_saves"), saves + 1);
         driver_instance_free(inst);
         th_redis_stop(&replica);
         th_redis_stop(&master);
