@@ -1058,13 +1058,12 @@ static int nop_pass_create(void *userdata, const char *date, int64_t started_us,
         int64_t epoch = fleet_epoch(f);
         int r;
 
-        (void)started_us;
         if (epoch == 0)
                 return -ESTALE;
-        r = pgstore_pass_create(f->store, epoch, f->identity, date, t->total, ret_id);
+        r = pgstore_pass_create(f->store, epoch, f->identity, date, t->total, started_us, ret_id);
         if (r == 0 && (t->done || t->failed || t->skipped))
                 r = pgstore_pass_update(f->store, epoch, f->identity, *ret_id, PGSTORE_PASS_RUNNING,
-                                        t->total, t->done, t->failed, t->skipped, 0);
+                                        t->total, t->done, t->failed, t->skipped, 0, started_us);
         return stale_check(f, r);
 }
 
@@ -1103,10 +1102,10 @@ static int nop_pass_update(void *userdata, int64_t pass_id, bool paused,
 
         if (epoch == 0)
                 return -ESTALE;
-        return stale_check(
-            f, pgstore_pass_update(f->store, epoch, f->identity, pass_id,
-                                   paused ? PGSTORE_PASS_PAUSED : PGSTORE_PASS_RUNNING, t->total,
-                                   t->done, t->failed, t->skipped, nightly_eta(f)));
+        return stale_check(f, pgstore_pass_update(
+                                  f->store, epoch, f->identity, pass_id,
+                                  paused ? PGSTORE_PASS_PAUSED : PGSTORE_PASS_RUNNING, t->total,
+                                  t->done, t->failed, t->skipped, nightly_eta(f), clock_wall_us()));
 }
 
 static int nop_pass_finish(void *userdata, int64_t pass_id, const struct nightly_totals *t)
@@ -1118,7 +1117,7 @@ static int nop_pass_finish(void *userdata, int64_t pass_id, const struct nightly
                 return -ESTALE;
         return stale_check(f, pgstore_pass_update(f->store, epoch, f->identity, pass_id,
                                                   PGSTORE_PASS_FINISHED, t->total, t->done,
-                                                  t->failed, t->skipped, 0));
+                                                  t->failed, t->skipped, 0, clock_wall_us()));
 }
 
 static int nop_progress_exists(void *userdata, const char *key)

@@ -45,15 +45,16 @@
 
 /* timestamptz from parameter $N (int64 microseconds, exact); columns are read back with
  * (extract(epoch from c) * 1000000)::bigint, exact too (extract returns numeric). */
-#define TS1 "(timestamptz 'epoch' + $1::bigint * interval '1 microsecond')"
-#define TS2 "(timestamptz 'epoch' + $2::bigint * interval '1 microsecond')"
-#define TS3 "(timestamptz 'epoch' + $3::bigint * interval '1 microsecond')"
-#define TS4 "(timestamptz 'epoch' + $4::bigint * interval '1 microsecond')"
-#define TS5 "(timestamptz 'epoch' + $5::bigint * interval '1 microsecond')"
-#define TS6 "(timestamptz 'epoch' + $6::bigint * interval '1 microsecond')"
-#define TS7 "(timestamptz 'epoch' + $7::bigint * interval '1 microsecond')"
-#define TS8 "(timestamptz 'epoch' + $8::bigint * interval '1 microsecond')"
-#define TS9 "(timestamptz 'epoch' + $9::bigint * interval '1 microsecond')"
+#define TS1  "(timestamptz 'epoch' + $1::bigint * interval '1 microsecond')"
+#define TS2  "(timestamptz 'epoch' + $2::bigint * interval '1 microsecond')"
+#define TS3  "(timestamptz 'epoch' + $3::bigint * interval '1 microsecond')"
+#define TS4  "(timestamptz 'epoch' + $4::bigint * interval '1 microsecond')"
+#define TS5  "(timestamptz 'epoch' + $5::bigint * interval '1 microsecond')"
+#define TS6  "(timestamptz 'epoch' + $6::bigint * interval '1 microsecond')"
+#define TS7  "(timestamptz 'epoch' + $7::bigint * interval '1 microsecond')"
+#define TS8  "(timestamptz 'epoch' + $8::bigint * interval '1 microsecond')"
+#define TS9  "(timestamptz 'epoch' + $9::bigint * interval '1 microsecond')"
+#define TS10 "(timestamptz 'epoch' + $10::bigint * interval '1 microsecond')"
 
 /* The head of every fenced statement: the epoch row, share-locked (see the file comment). */
 #define FENCE "WITH e AS (SELECT epoch FROM leader_epoch WHERE id = 1 FOR SHARE) "
@@ -1729,7 +1730,7 @@ int pgstore_instance_set_capabilities(struct pgstore *s, const char *id,
         "(extract(epoch from eta) * 1000000)::bigint"
 
 int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
-                        const char *pass_date, int total, int64_t *ret_id)
+                        const char *pass_date, int total, int64_t started_at, int64_t *ret_id)
 {
         struct params p = {0};
         PGresult *res = NULL;
@@ -1738,10 +1739,12 @@ int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
         p_str(&p, identity);
         p_str(&p, pass_date);
         p_i64(&p, total);
+        p_i64(&p, started_at);
         int r = query_locked(s, "recording a pass",
                              FENCE ", ins AS (INSERT INTO passes (pass_date, total, epoch,"
-                                   "  leader_identity)"
-                                   " SELECT $3::date, $4::int, $1::bigint, $2::text FROM e"
+                                   "  leader_identity, started_at, updated_at)"
+                                   " SELECT $3::date, $4::int, $1::bigint, $2::text, " TS5 ", " TS5
+                                   " FROM e"
                                    " WHERE e.epoch = $1::bigint RETURNING id)"
                                    " SELECT (SELECT epoch FROM e), (SELECT id FROM ins)",
                              &p, &res);
@@ -1757,7 +1760,7 @@ int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
 
 int pgstore_pass_update(struct pgstore *s, int64_t epoch, const char *identity, int64_t id,
                         enum pgstore_pass_state state, int total, int done, int failed, int skipped,
-                        int64_t eta)
+                        int64_t eta, int64_t now)
 {
         struct params p = {0};
 
@@ -1773,13 +1776,14 @@ int pgstore_pass_update(struct pgstore *s, int64_t epoch, const char *identity, 
         p_i64(&p, failed);
         p_i64(&p, skipped);
         p_i64_or_null(&p, eta, 0);
+        p_i64(&p, now);
         return fenced_update(
             s, "updating pass",
             FENCE ", u AS (UPDATE passes SET state = $4::text, total = $5::int,"
                   "  done = $6::int, failed = $7::int, skipped = $8::int, eta = " TS9 ","
-                  "  epoch = $1::bigint, leader_identity = $3::text, updated_at = now(),"
+                  "  epoch = $1::bigint, leader_identity = $3::text, updated_at = " TS10 ","
                   "  finished_at = CASE WHEN $4::text IN ('finished', 'aborted')"
-                  "    THEN coalesce(finished_at, now()) END"
+                  "    THEN coalesce(finished_at, " TS10 ") END"
                   " WHERE id = $2::bigint AND (SELECT epoch FROM e) = $1::bigint RETURNING id)"
                   " SELECT (SELECT epoch FROM e), (SELECT count(*) FROM u),"
                   "  (SELECT state FROM passes WHERE id = $2::bigint),"

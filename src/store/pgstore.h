@@ -431,18 +431,23 @@ int pgstore_instance_set_capabilities(struct pgstore *s, const char *id,
 
 /* ---- nightly passes (writes fenced) ----------------------------------------------------- */
 
-/* Record a new `running` pass for `pass_date` ("YYYY-MM-DD") with `total` instances. */
+/*
+ * Record a new `running` pass for `pass_date` ("YYYY-MM-DD") with `total` instances, started at
+ * `started_at` (schedule clock, µs: the instant the nightly module compares with the scheduled
+ * start, so it must come from the same clock).
+ */
 int pgstore_pass_create(struct pgstore *s, int64_t epoch, const char *identity,
-                        const char *pass_date, int total, int64_t *ret_id);
+                        const char *pass_date, int total, int64_t started_at, int64_t *ret_id);
 
 /*
  * Set a pass's state, totals and ETA (0 = none); finished_at is set when the state is finished
- * or aborted. Any epoch may continue a pass (a new leader resumes it): the row takes the
+ * or aborted. `now` (schedule clock, µs) becomes updated_at, and finished_at the first time the
+ * pass ends. Any epoch may continue a pass (a new leader resumes it): the row takes the
  * caller's epoch. -ENOENT; -EINVAL (totals inconsistent).
  */
 int pgstore_pass_update(struct pgstore *s, int64_t epoch, const char *identity, int64_t id,
                         enum pgstore_pass_state state, int total, int done, int failed, int skipped,
-                        int64_t eta);
+                        int64_t eta, int64_t now);
 
 /* The newest pass (by id), or the newest of `pass_date`. -ENOENT when none. */
 int pgstore_pass_latest(struct pgstore *s, struct pgstore_pass *ret);

@@ -2,7 +2,8 @@
 /*
  * The fleet's scheduled saves with the schedule clock shifted (core/clock.h): crossing minute 40
  * loads the next hour, and a leader that takes over at 10:59:55 keeps saving across the hour
- * boundary, in seconds of real time.
+ * boundary, in seconds of real time; the nightly pass starts at a shifted midnight, a new leader
+ * resumes that same pass, and nobody starts it again once it has finished.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,8 @@
 /* 2026-12-01T10:39:55Z */
 #define T_1039 (INT64_C(1796121595) * USEC_PER_SEC)
 #define T_1100 (INT64_C(1796122800) * USEC_PER_SEC)
+/* 2027-01-15T00:00:00Z: far from the real time, so a time from PostgreSQL's now() shows. */
+#define T_MIDNIGHT (INT64_C(1799971200) * USEC_PER_SEC)
 
 static bool cond_sql(struct fx *x, const char *sql, int timeout_ms)
 {
@@ -79,10 +82,81 @@ static void test_clock_crosses_preload_minute_and_hour(void **state)
         fx_close(&x);
 }
 
+static struct fleet *nightly_fleet(struct fx *x, const char *identity, struct pgstore *store,
+                                   struct progress *progress)
+{
+        struct fleet_options o;
+
+        fx_options(&o, identity, 1, 1);
+        o.nightly.enabled = true;
+        o.nightly.start_minute = 0;
+        o.nightly.window_us = 6 * 3600 * USEC_PER_SEC;
+        return fx_fleet(x, &o, store, progress);
+}
+
+static void test_nightly_at_shifted_midnight_resumed_once(void **state)
+{
+        enum { N = 4 };
+        struct fx x;
+        struct fleet *a, *b;
+        long long saves[N];
+
+        (void)state;
+        fx_open(&x, "fleet_clock_nightly", N, NULL);
+        for (int i = 0; i < N; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "m%d", i);
+                fx_instance(&x, id, i, "p1");
+                fx_slow(&x, i, 40, 10000); /* ~0.4 s a save, one at a time (limit 1) */
+                saves[i] = fx_rdb_saves(&x, i);
+        }
+        clock_wall_start_at(T_MIDNIGHT - 2 * USEC_PER_SEC);
+        a = nightly_fleet(&x, "fleet-a", NULL, NULL);
+        fleet_start_leading(a, 1);
+
+        /* The pass of the new date starts by itself at 00:00 of the schedule clock. */
+        assert_true(cond_sql(&x,
+                             "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                             "'succeeded'",
+                             20000));
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM passes WHERE pass_date = '2027-01-15' "
+                                    "AND started_at >= '2027-01-15T00:00:00Z' AND started_at < "
+                                    "'2027-01-15T00:00:05Z'"),
+                         1);
+        fleet_stop_leading(a);
+
+        /* Another leader (its own connections) finds the pending set and resumes that pass. */
+        struct pgstore *store_b = fx_store(&x);
+        struct progress *progress_b = fx_progress(&x);
+        b = nightly_fleet(&x, "fleet-b", store_b, progress_b);
+        fleet_start_leading(b, 2);
+        assert_true(cond_sql(&x, "SELECT count(*) FROM passes WHERE state = 'finished'", 30000));
+        /* Then it stays finished: the started_at read back is tonight's, not a real-time one
+         * before the scheduled start that would make the pass look not started yet. */
+        clock_sleep_us(2 * USEC_PER_SEC);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM passes"), 1);
+        assert_int_equal(fx_int(&x, "SELECT done FROM passes"), N);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM passes WHERE leader_identity = "
+                                    "'fleet-b' AND finished_at >= started_at AND finished_at < "
+                                    "'2027-01-15T00:01:00Z'"),
+                         1);
+        for (int i = 0; i < N; i++)
+                assert_true(fx_rdb_saves(&x, i) >= saves[i] + 1);
+        assert_int_equal(fx_int(&x, "SELECT count(DISTINCT instance_id) FROM runs WHERE kind = "
+                                    "'nightly' AND state = 'succeeded'"),
+                         N);
+        fleet_free(b);
+        fleet_free(a);
+        progress_free(progress_b);
+        pgstore_free(store_b);
+        fx_close(&x);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_clock_crosses_preload_minute_and_hour),
+            cmocka_unit_test(test_nightly_at_shifted_midnight_resumed_once),
         };
         clock_wall_start_at(T_1039);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -542,7 +542,8 @@ static void test_epoch_fences_every_write(void **state)
             .kind = PGSTORE_RUN_PERSIST, .instance_id = "redis-a", .estimated_duration_ms = -1};
         assert_int_equal(pgstore_run_create(a, e1, "pod-a_1", &persist, &got, NULL), -ESTALE);
         int64_t pass;
-        assert_int_equal(pgstore_pass_create(a, e1, "pod-a_1", "2026-12-01", 2, &pass), -ESTALE);
+        assert_int_equal(pgstore_pass_create(a, e1, "pod-a_1", "2026-12-01", 2, T0, &pass),
+                         -ESTALE);
         assert_int_equal(sql_int(&d, "SELECT count(*) FROM runs"), 2);
         assert_int_equal(sql_int(&d, "SELECT count(*) FROM runs WHERE state = 'claimed'"), 1);
 
@@ -593,23 +594,26 @@ static void test_epoch_fences_every_write(void **state)
         /* Claim of a missing task. */
         assert_int_equal(pgstore_run_claim(b, e2, "pod-b_2", 99, T0, 0, -1, &cr, NULL), -ENOENT);
 
-        /* Passes: fenced the same way; a new leader continues the pass under its epoch. */
-        assert_int_equal(pgstore_pass_create(b, e2, "pod-b_2", "2026-12-01", 2, &pass), 0);
+        /* Passes: fenced the same way; a new leader continues the pass under its epoch. Its
+         * times are the caller's (the schedule clock, here far from PostgreSQL's now()). */
+        const int64_t started = T0 + 60 * USEC_PER_SEC, ended = T0 + 300 * USEC_PER_SEC;
+        assert_int_equal(pgstore_pass_create(b, e2, "pod-b_2", "2026-12-01", 2, started, &pass), 0);
         assert_int_equal(pgstore_pass_update(b, e2, "pod-b_2", pass, PGSTORE_PASS_RUNNING, 2, 1, 0,
-                                             0, T0 + HOUR_US),
+                                             0, T0 + HOUR_US, started + USEC_PER_SEC),
                          0);
         int64_t e3;
         assert_int_equal(pgstore_epoch_bump(a, "pod-a_3", &e3), 0);
+        assert_int_equal(pgstore_pass_update(b, e2, "pod-b_2", pass, PGSTORE_PASS_FINISHED, 2, 2, 0,
+                                             0, 0, ended),
+                         -ESTALE);
+        assert_int_equal(pgstore_pass_update(a, e3, "pod-a_3", pass, PGSTORE_PASS_FINISHED, 2, 1, 1,
+                                             0, 0, ended),
+                         0);
+        assert_int_equal(pgstore_pass_update(a, e3, "pod-a_3", pass, PGSTORE_PASS_FINISHED, 2, 2, 1,
+                                             0, 0, ended),
+                         -EINVAL);
         assert_int_equal(
-            pgstore_pass_update(b, e2, "pod-b_2", pass, PGSTORE_PASS_FINISHED, 2, 2, 0, 0, 0),
-            -ESTALE);
-        assert_int_equal(
-            pgstore_pass_update(a, e3, "pod-a_3", pass, PGSTORE_PASS_FINISHED, 2, 1, 1, 0, 0), 0);
-        assert_int_equal(
-            pgstore_pass_update(a, e3, "pod-a_3", pass, PGSTORE_PASS_FINISHED, 2, 2, 1, 0, 0),
-            -EINVAL);
-        assert_int_equal(
-            pgstore_pass_update(a, e3, "pod-a_3", 999, PGSTORE_PASS_FINISHED, 2, 2, 0, 0, 0),
+            pgstore_pass_update(a, e3, "pod-a_3", 999, PGSTORE_PASS_FINISHED, 2, 2, 0, 0, 0, ended),
             -ENOENT);
         struct pgstore_pass p;
         assert_int_equal(pgstore_pass_by_date(a, "2026-12-01", &p), 0);
@@ -618,8 +622,16 @@ static void test_epoch_fences_every_write(void **state)
         assert_int_equal(p.done, 1);
         assert_int_equal(p.failed, 1);
         assert_int_equal(p.epoch, e3);
-        assert_true(p.finished_at > 0);
+        assert_int_equal(p.started_at, started);
+        assert_int_equal(p.updated_at, ended);
+        assert_int_equal(p.finished_at, ended);
         assert_string_equal(p.pass_date, "2026-12-01");
+        /* An update after the end keeps the first finished_at. */
+        assert_int_equal(pgstore_pass_update(a, e3, "pod-a_3", pass, PGSTORE_PASS_FINISHED, 2, 1, 1,
+                                             0, 0, ended + USEC_PER_SEC),
+                         0);
+        assert_int_equal(pgstore_pass_by_date(a, "2026-12-01", &p), 0);
+        assert_int_equal(p.finished_at, ended);
         assert_int_equal(pgstore_pass_latest(a, &p), 0);
         assert_int_equal(p.id, pass);
         assert_int_equal(pgstore_pass_by_date(a, "2026-12-02", &p), -ENOENT);
@@ -881,7 +893,7 @@ static void test_request_id_returns_the_existing_run(void **state)
         assert_int_equal(r2.epoch, epoch);
         /* Without a request id every call is a new run; a nightly run with its pass. */
         int64_t pass;
-        assert_int_equal(pgstore_pass_create(s, e2, "leader2", "2026-12-01", 2, &pass), 0);
+        assert_int_equal(pgstore_pass_create(s, e2, "leader2", "2026-12-01", 2, T0, &pass), 0);
         const struct pgstore_run_new nightly = {.kind = PGSTORE_RUN_NIGHTLY,
                                                 .instance_id = "redis-a",
                                                 .pass_id = pass,
