@@ -498,6 +498,7 @@ struct exec {
         bool before_has_counter;
         int64_t before_counter, before_lastsave;
         int64_t planned_start;
+        int64_t adopted_started_us; /* ADOPT: when the earlier leader started the save; 0 */
         /* Out. */
         bool started;
         bool refused_stale;
@@ -567,6 +568,10 @@ static int exec_finish(struct fleet *f, struct finst *in, struct exec *x)
             .used_memory = x->res.used_memory > 0 ? x->res.used_memory : -1,
             .actual_duration_ms = x->res.duration_us > 0 ? x->res.duration_us / 1000 : -1,
         };
+        /* An adopted save started under the earlier leader: its duration is from that start
+         * (this call only waited for its end). */
+        if (x->mode == DRIVER_MODE_ADOPT && x->adopted_started_us > 0 && x->res.joined_existing)
+                fin.actual_duration_ms = MAX(fin.finished_at - x->adopted_started_us, 0) / 1000;
         int r = pgstore_run_finish(f->store, x->epoch, x->run_id, &fin);
 
         if (r == -ESTALE) {
@@ -731,6 +736,7 @@ static int reconcile_run(struct fleet *f, struct finst *in, const struct pgstore
                 x->before_has_counter = run->rdb_saves_before >= 0;
                 x->before_counter = run->rdb_saves_before;
                 x->before_lastsave = run->lastsave_before;
+                x->adopted_started_us = run->started_at;
                 r = exec_save(f, in, x);
                 if (r != -ENOENT) {
                         *ret_adopted_save = true;
@@ -738,9 +744,11 @@ static int reconcile_run(struct fleet *f, struct finst *in, const struct pgstore
                 }
                 if (!take_over)
                         return -ENOENT;
-                /* Nothing reached it: run it now under this epoch (start already recorded). */
+                /* Nothing reached it: run it now under this epoch, recording its real start (the
+                 * earlier leader's would make the row span the takeover). */
                 x->mode = DRIVER_MODE_NORMAL;
-                x->need_start = false;
+                x->adopted_started_us = 0;
+                x->need_start = true;
                 return exec_save(f, in, x);
         }
         if (!take_over)

@@ -1053,6 +1053,26 @@ static enum driver_outcome wait_completion(struct save_run *s, struct rinfo *inf
         }
 }
 
+/*
+ * An adopted save that had ended before this call looked (no child was seen) ended when
+ * lastsave says, not when it was noticed: a new leader reconciles seconds after a crash, and a
+ * late end would make the run overlap the next save of its pool in the runs ledger. lastsave is
+ * whole seconds of the server's clock: take the end of that second, never later than now, and
+ * move it onto the schedule clock.
+ */
+static void adopted_end(struct save_run *s)
+{
+        struct timespec ts;
+
+        if (s->res->waited_existing || s->res->lastsave_after <= 0 ||
+            clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                return;
+        int64_t real_now = (int64_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
+        int64_t age = real_now - (s->res->lastsave_after + 1) * USEC_PER_SEC;
+        if (age > 0)
+                s->res->finished_wall_us -= age;
+}
+
 static enum driver_outcome adopt(struct save_run *s, struct rinfo *info)
 {
         int64_t t0 = clock_mono_us();
@@ -1078,9 +1098,10 @@ static enum driver_outcome adopt(struct save_run *s, struct rinfo *info)
         if (!moved)
                 return finish(s, DRIVER_NOTHING, "no %s happened since the recorded values",
                               s->cmd);
-        if (status_of(s, info) == 0)
-                return failed_status(s, info);
-        return succeeded(s, info, t0, false);
+        enum driver_outcome o =
+            status_of(s, info) == 0 ? failed_status(s, info) : succeeded(s, info, t0, false);
+        adopted_end(s);
+        return o;
 }
 
 /* Classify an error reply to BGSAVE / BGREWRITEAOF that ends the call. */

@@ -267,8 +267,10 @@ struct driver_save_result {
                                          sent, or (joined) the child's start rounded down
                                          to a whole second before it;
                                          -1 unknown (adopt, or nothing sent) */
-        int64_t finished_wall_us;     /* when completion (or failure) was seen */
-        int64_t duration_us;          /* command sent (or child found) to completion */
+        int64_t finished_wall_us;     /* when completion (or failure) was seen; ADOPT of a save
+                                         that had ended before the call: when lastsave says */
+        int64_t duration_us;          /* command sent (or child found) to completion; ADOPT:
+                                         only the wait of this call */
 };
 
 /*

@@ -1109,8 +1109,8 @@ int pgstore_run_start(struct pgstore *s, int64_t epoch, int64_t run_id,
                                    "  used_memory = $7::bigint,"
                                    "  estimated_duration_ms = coalesce($8::bigint, "
                                    "estimated_duration_ms)"
-                                   " WHERE id = $2::bigint AND epoch = $1::bigint AND state = "
-                                   "'claimed'"
+                                   " WHERE id = $2::bigint AND epoch = $1::bigint"
+                                   "  AND state IN ('claimed', 'running')"
                                    "  AND (SELECT epoch FROM e) = $1::bigint RETURNING "
                                    "id)" FENCED_RUN_TAIL,
                              &p, epoch, run_id);

@@ -283,8 +283,10 @@ struct pgstore_run_start {
 
 /*
  * claimed -> running, recording what was read from the instance before anything was sent.
- * Call before sending the command. -ENOENT no such run; -EALREADY the run is not `claimed`
- * under `epoch` (finished, or another epoch's: adopt it first).
+ * Call before sending the command. A run already `running` under `epoch` (adopted from an
+ * earlier leader whose command never reached the instance) is started again: the row then
+ * holds the start and before-values of the save that really ran. -ENOENT no such run;
+ * -EALREADY the run is final, or another epoch's (adopt it first).
  */
 int pgstore_run_start(struct pgstore *s, int64_t epoch, int64_t run_id,
                       const struct pgstore_run_start *start);

@@ -160,6 +160,8 @@ static void test_nightly_failover(void **state)
                 clock_sleep_us(50 * 1000);
         }
         fleet_stop_leading(a);
+        /* The lease takes a while to expire: the save a left running ends before b looks. */
+        clock_sleep_us(3 * USEC_PER_SEC);
 
         store_b = fx_store(&x);
         progress_b = fx_progress(&x);
@@ -170,6 +172,18 @@ static void test_nightly_failover(void **state)
         check_done(&x, saves);
         assert_int_equal(
             fx_int(&x, "SELECT count(*) FROM passes WHERE leader_identity = 'fleet-b'"), 1);
+        /* The ledger tells the truth about the takeover: the save b found finished ended when
+         * its lastsave says (~0.6 s after its start, not 3 s later when b looked), and no two
+         * runs of a pool (limit 1) overlap. */
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND "
+                                    "finished_at - started_at > interval '2.5 s'"),
+                         0);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs r JOIN instances ri ON ri.id = "
+                                    "r.instance_id JOIN runs o ON o.id > r.id JOIN instances oi "
+                                    "ON oi.id = o.instance_id WHERE ri.pool = oi.pool AND "
+                                    "o.started_at < r.finished_at AND r.started_at < "
+                                    "o.finished_at"),
+                         0);
         fleet_free(b);
         fleet_free(a);
         progress_free(progress_b);

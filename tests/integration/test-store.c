@@ -560,10 +560,22 @@ static void test_epoch_fences_every_write(void **state)
         assert_int_equal(stale[1].lastsave_before, 1764580000);
         assert_int_equal(stale[1].started_at, T0 + 5);
         free(stale);
-        /* Not yet adopted: the new epoch cannot finish it either. */
+        /* Not yet adopted: the new epoch cannot finish (or restart) it either. */
         assert_int_equal(pgstore_run_finish(b, e2, run2, &fin), -EALREADY);
+        const struct pgstore_run_start restart = {.started_at = T0 + 9 * USEC_PER_SEC,
+                                                  .rdb_saves_before = 4,
+                                                  .lastsave_before = 1764580000,
+                                                  .used_memory = 2 << 20,
+                                                  .estimated_duration_ms = -1};
+        assert_int_equal(pgstore_run_start(b, e2, run2, &restart), -EALREADY);
         assert_int_equal(pgstore_run_adopt(b, e2, "pod-b_2", run2), 0);
         assert_int_equal(pgstore_run_adopt(b, e2, "pod-b_2", run2), -EALREADY);
+        /* Adopted, and nothing had reached the instance: the adopter starts it again, and the
+         * row says when its save really started. */
+        assert_int_equal(pgstore_run_start(b, e2, run2, &restart), 0);
+        assert_int_equal(pgstore_run_get(b, run2, &got), 0);
+        assert_int_equal(got.started_at, T0 + 9 * USEC_PER_SEC);
+        assert_int_equal(got.used_memory, 2 << 20);
         assert_int_equal(pgstore_run_finish(b, e2, run2, &fin), 0);
         assert_int_equal(pgstore_run_finish(b, e2, run2, &fin), -EALREADY);
         assert_int_equal(pgstore_run_get(b, run2, &got), 0);
