@@ -181,7 +181,7 @@ static struct finst *finst_find_locked(struct fleet *f, const char *id)
 
         if (!id || f->n_insts == 0)
                 return NULL;
-        p = bsearch(id, f->insts, f->n_insts, sizeof(*f->insts), finst_cmp_key);
+        p = bsearch(id, f->insts, f->n_insts, sizeof(struct finst *), finst_cmp_key);
         return p ? *p : NULL;
 }
 
@@ -365,7 +365,7 @@ static int finst_acquire(struct fleet *f, struct finst *in, uint64_t generation)
                         break;
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200 * 1000 * 1000;
+                ts.tv_nsec += 200L * 1000 * 1000;
                 if (ts.tv_nsec >= 1000000000) {
                         ts.tv_sec++;
                         ts.tv_nsec -= 1000000000;
@@ -1503,7 +1503,7 @@ int fleet_persist_begin(struct fleet *f, const struct fleet_persist_request *req
                 return -EINVAL;
         }
         p->ids = calloc(cap, sizeof(*p->ids));
-        p->tickets = calloc(cap, sizeof(*p->tickets));
+        p->tickets = calloc(cap, sizeof(struct persist_ticket *));
         if (!p->ids || !p->tickets) {
                 pthread_mutex_unlock(&f->lock);
                 persist_free(p);
@@ -1600,9 +1600,7 @@ int fleet_persist_wait(struct fleet_persist *p, int64_t timeout_us,
                         persist_ticket_peek(p->tickets[i], &o->r);
                 } else {
                         int64_t left = timeout_us < 0 ? -1 : MAX(deadline - clock_mono_us(), 0);
-                        if (left == 0)
-                                persist_ticket_peek(p->tickets[i], &o->r);
-                        else if (persist_ticket_wait(p->tickets[i], left, &o->r) < 0)
+                        if (left == 0 || persist_ticket_wait(p->tickets[i], left, &o->r) < 0)
                                 persist_ticket_peek(p->tickets[i], &o->r);
                 }
                 all = all && o->r.done;
@@ -1715,7 +1713,7 @@ static int merge_row_locked(struct fleet *f, const struct pgstore_instance *row)
         in = finst_new(f, row);
         if (!in)
                 return -ENOMEM;
-        struct finst **v = realloc(f->insts, (f->n_insts + 1) * sizeof(*v));
+        struct finst **v = realloc(f->insts, (f->n_insts + 1) * sizeof(struct finst *));
         if (!v) {
                 finst_free(in);
                 return -ENOMEM;
@@ -1723,7 +1721,7 @@ static int merge_row_locked(struct fleet *f, const struct pgstore_instance *row)
         f->insts = v;
         for (pos = 0; pos < f->n_insts && strcmp(f->insts[pos]->row.id, row->id) < 0; pos++)
                 ;
-        memmove(&f->insts[pos + 1], &f->insts[pos], (f->n_insts - pos) * sizeof(*v));
+        memmove(&f->insts[pos + 1], &f->insts[pos], (f->n_insts - pos) * sizeof(struct finst *));
         f->insts[pos] = in;
         f->n_insts++;
         return 0;
@@ -1736,7 +1734,7 @@ static void remove_instance_locked(struct fleet *f, const char *id)
                 if (streq(f->insts[i]->row.id, id)) {
                         struct finst *in = f->insts[i];
                         memmove(&f->insts[i], &f->insts[i + 1],
-                                (f->n_insts - i - 1) * sizeof(*f->insts));
+                                (f->n_insts - i - 1) * sizeof(struct finst *));
                         f->n_insts--;
                         in->removed = true;
                         finst_unref_locked(in);
@@ -2252,14 +2250,14 @@ static int reconcile(struct fleet *f, uint64_t gen, int64_t epoch)
 }
 
 /* Housekeeping: the epoch bump and everything that follows it. Returns true when acting. */
-static bool try_lead(struct fleet *f, uint64_t gen, int64_t *backoff_us)
+static bool try_lead(struct fleet *f, uint64_t gen, int64_t backoff_us)
 {
         int64_t epoch;
         int r = pgstore_epoch_bump(f->store, f->identity, &epoch);
 
         if (r < 0) {
                 log_warn("cannot bump the epoch: %s; retrying in %.1f s", pgstore_errstr(),
-                         (double)*backoff_us / 1e6);
+                         (double)backoff_us / 1e6);
                 return false;
         }
         pthread_mutex_lock(&f->lock);
@@ -2293,14 +2291,16 @@ static void check_instances(struct fleet *f, uint64_t gen)
                 int64_t now = clock_mono_us();
 
                 pthread_mutex_lock(&f->lock);
-                for (; i < f->n_insts && !in; i++) {
+                for (; i < f->n_insts; i++) {
                         struct finst *c = f->insts[i];
                         if (c->busy || !c->row.enabled || c->row.invalid_reason[0] ||
                             now < c->next_check_mono)
                                 continue;
-                        in = c;
-                        in->refs++;
+                        c->refs++;
                         copy_str(id, sizeof(id), c->row.id);
+                        in = c;
+                        i++;
+                        break;
                 }
                 pthread_mutex_unlock(&f->lock);
                 if (!in)
@@ -2410,7 +2410,7 @@ static void *housekeeping(void *arg)
                 }
                 pthread_mutex_unlock(&f->lock);
                 if (gen != 0 && !acting && now >= next_bump) {
-                        if (!try_lead(f, gen, &backoff)) {
+                        if (!try_lead(f, gen, backoff)) {
                                 next_bump = clock_mono_us() + backoff;
                                 backoff = MIN(backoff * 2, f->opts.epoch_retry_max_us);
                         } else
@@ -2432,7 +2432,7 @@ static void *housekeeping(void *arg)
                         break;
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250 * 1000 * 1000;
+                ts.tv_nsec += 250L * 1000 * 1000;
                 if (ts.tv_nsec >= 1000000000) {
                         ts.tv_sec++;
                         ts.tv_nsec -= 1000000000;
@@ -2640,7 +2640,7 @@ void fleet_stop(struct fleet *f, int64_t grace_us)
         while (f->running_saves > 0 && clock_mono_us() < deadline) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 50 * 1000 * 1000;
+                ts.tv_nsec += 50L * 1000 * 1000;
                 if (ts.tv_nsec >= 1000000000) {
                         ts.tv_sec++;
                         ts.tv_nsec -= 1000000000;
@@ -2692,7 +2692,7 @@ void fleet_free(struct fleet *f)
                 finst_unref_locked(f->insts[i]);
         free(f->insts);
         free(f->tasks);
-        for (size_t i = 0; i < f->n_limits; i++)
+        for (size_t i = 0; f->limits && i < f->n_limits; i++)
                 free((char *)f->limits[i].name);
         free(f->limits);
         tz_zone_free(f->zone);
