@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * persistctl: the command-line client of persistd's HTTP API. Each command is one request
- * (http/client.h does the HTTP and the tables); the exit code tells scripts what happened.
+ * (http/client.h does the HTTP and the tables) to the server, or to the leader among several;
+ * the exit code tells scripts what happened. `status --watch` polls and prints one line a tick.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/clock.h"
 #include "core/macro.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -18,6 +22,11 @@
 
 #define DEFAULT_SERVER     "http://127.0.0.1:8080"
 #define REQUEST_TIMEOUT_MS 30000L
+#define MAX_SERVERS        16
+#define PICK_TIMEOUT_MS    2000L /* each server's GET /v1/status when choosing among several */
+#define WATCH_TIMEOUT_MS   5000L /* one tick's GET /v1/status with a single server */
+#define MIN_INTERVAL_S     0.1
+#define MAX_INTERVAL_S     86400.0
 
 static const char exit_help[] =
     "Exit status: 0 success; 1 the operation failed (refused, or a save did not succeed);\n"
@@ -30,6 +39,14 @@ static struct {
         bool json;
 } arg = {.server = NULL};
 
+/* The servers of --server / $PERSISTD_SERVER, and the one `client` talks to. */
+static struct {
+        char *urls[MAX_SERVERS];
+        size_t n;
+        char *token; /* NULL: none */
+        const char *used;
+} srv;
+
 static struct pctl_client *client;
 
 static void help(void)
@@ -39,7 +56,7 @@ static void help(void)
                "The command-line client of persistd's HTTP API.\n"
                "\n"
                "Commands:\n"
-               "  status                              The replica: leader, epoch, lease, pools, "
+               "  status [--watch]                    The replica: leader, epoch, lease, pools, "
                "pass\n"
                "  tasks list|get|create|update|delete|run   Scheduled saves\n"
                "  instances list|get                  Managed Redis instances\n"
@@ -51,7 +68,9 @@ static void help(void)
                "  version                             Print the version\n"
                "\n"
                "Options:\n"
-               "  -s, --server URL       Server (default $PERSISTD_SERVER, else %s)\n"
+               "  -s, --server URL       Server (default $PERSISTD_SERVER, else %s);\n"
+               "                         URL,URL,...: the leader among them (else the first\n"
+               "                         that answers)\n"
                "  -t, --token-file FILE  Bearer token file (default $PERSISTD_TOKEN_FILE)\n"
                "  -o, --output FORMAT    table (default) or json (the server's answer)\n"
                "  -h, --help             Show this help; COMMAND --help for a command's\n"
@@ -65,6 +84,121 @@ static int usage_error(const char *fmt, const char *what)
         fprintf(stderr, fmt, what);
         fputs(" (see --help)\n", stderr);
         return PCTL_EXIT_USAGE;
+}
+
+/* ---- which server -------------------------------------------------------------------------- */
+
+/* Split the comma-separated `list` into srv.urls (blanks around each URL ignored). 0 or exit. */
+static int servers_parse(const char *list)
+{
+        for (const char *p = list; *p;) {
+                size_t len = strcspn(p, ",");
+                const char *b = p, *e = p + len;
+                while (b < e && (*b == ' ' || *b == '\t'))
+                        b++;
+                while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                        e--;
+                if (e > b) {
+                        if (srv.n == MAX_SERVERS) {
+                                fprintf(stderr, "persistctl: --server: more than %d URLs\n",
+                                        MAX_SERVERS);
+                                return PCTL_EXIT_USAGE;
+                        }
+                        srv.urls[srv.n] = strndup(b, (size_t)(e - b));
+                        if (!srv.urls[srv.n])
+                                return PCTL_EXIT_FAILED;
+                        srv.n++;
+                }
+                p += len + (p[len] == ',');
+        }
+        if (srv.n == 0)
+                return usage_error("--server: \"%s\" names no URL", list);
+        return 0;
+}
+
+static void servers_free(void)
+{
+        for (size_t i = 0; i < srv.n; i++)
+                free(srv.urls[i]);
+        srv.n = 0;
+        secret_free(srv.token);
+        srv.token = NULL;
+}
+
+/*
+ * With several servers: ask each GET /v1/status in turn (PICK_TIMEOUT_MS each) and choose the
+ * first whose answer says "is_leader":true, else the first that answered at all (any HTTP
+ * status). Returns its index with its answer in *ret_answer (caller frees) and *ret_status; or
+ * -1 when none answered, with `why` listing every URL and its error.
+ */
+static int servers_pick(char **ret_answer, long *ret_status, struct strbuf *why)
+{
+        _cleanup_free_ char *first_answer = NULL;
+        long first_status = 0;
+        int first = -1;
+        for (size_t i = 0; i < srv.n; i++) {
+                _cleanup_(pctl_client_freep) struct pctl_client *c =
+                    pctl_client_new(srv.urls[i], srv.token);
+                _cleanup_free_ char *answer = NULL;
+                long status = 0;
+                if (!c) {
+                        strbuf_addf(why, "%s%s: out of memory", why->len ? "; " : "", srv.urls[i]);
+                        continue;
+                }
+                if (pctl_client_request(c, "GET", "/v1/status", NULL, PICK_TIMEOUT_MS, &status,
+                                        &answer) < 0) {
+                        strbuf_addf(why, "%s%s: %s", why->len ? "; " : "", srv.urls[i],
+                                    pctl_client_errstr(c));
+                        continue;
+                }
+                cJSON *j = status == 200 ? cJSON_Parse(answer) : NULL;
+                bool leads = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "is_leader"));
+                cJSON_Delete(j);
+                if (leads) {
+                        *ret_answer = TAKE_PTR(answer);
+                        *ret_status = status;
+                        return (int)i;
+                }
+                if (first < 0) {
+                        first = (int)i;
+                        first_answer = TAKE_PTR(answer);
+                        first_status = status;
+                }
+        }
+        if (first >= 0) {
+                *ret_answer = TAKE_PTR(first_answer);
+                *ret_status = first_status;
+        }
+        return first;
+}
+
+/*
+ * Make `client` for the server to talk to: the only one as it is (no request), or the one
+ * servers_pick() chooses. 0, or the exit code after printing why.
+ */
+static int ensure_client(void)
+{
+        if (client)
+                return 0;
+        int i = 0;
+        if (srv.n > 1) {
+                struct strbuf why = STRBUF_INIT;
+                _cleanup_free_ char *answer = NULL;
+                long status;
+                i = servers_pick(&answer, &status, &why);
+                if (i < 0) {
+                        fprintf(stderr, "persistctl: cannot reach any server: %s\n",
+                                strbuf_str(&why));
+                        strbuf_release(&why);
+                        return PCTL_EXIT_UNREACHABLE;
+                }
+                strbuf_release(&why);
+        }
+        client = pctl_client_new(srv.urls[i], srv.token);
+        if (!client)
+                return PCTL_EXIT_FAILED;
+        srv.used = srv.urls[i];
+        return 0;
 }
 
 /* ---- one request --------------------------------------------------------------------------- */
@@ -84,9 +218,12 @@ static int call(const char *method, const char *path, cJSON *body, long timeout_
                 if (!text)
                         return PCTL_EXIT_FAILED;
         }
-        int r = pctl_client_request(client, method, path, text, timeout_ms, &status, &answer);
+        int r = ensure_client();
+        if (r != 0)
+                return r;
+        r = pctl_client_request(client, method, path, text, timeout_ms, &status, &answer);
         if (r < 0) {
-                fprintf(stderr, "persistctl: cannot reach %s: %s\n", arg.server,
+                fprintf(stderr, "persistctl: cannot reach %s: %s\n", srv.used,
                         pctl_client_errstr(client));
                 return PCTL_EXIT_UNREACHABLE;
         }
@@ -163,15 +300,227 @@ static void query_add(struct strbuf *q, const char *name, const char *value)
 
 /* ---- commands ------------------------------------------------------------------------------ */
 
+/* ---- status and status --watch ------------------------------------------------------------- */
+
+static const char status_help[] =
+    "Usage: persistctl status [--watch [--interval SECONDS] [--count N]]\n"
+    "\n"
+    "The replica's identity, the leader, epoch, lease, loaded hours, pools and the nightly pass.\n"
+    "\n"
+    "  --watch             One line per interval until interrupted (SIGINT/SIGTERM: exit 0):\n"
+    "                      HH:MM:SS (the server's schedule clock, UTC), leader, epoch, each\n"
+    "                      pool's running/limit and queue, the nightly pass, what is saving.\n"
+    "                      With several servers the leader is looked up again on every tick;\n"
+    "                      a tick without an answer prints \"(no answer from URL: reason)\"\n"
+    "                      (this machine's clock) and the watch goes on. -o json prints each\n"
+    "                      answer as one JSON line (a missed tick goes to stderr then).\n"
+    "  --interval SECONDS  Between ticks (default 1; at least 0.1)\n"
+    "  --count N           Stop after N lines (exit 0)\n";
+
+/* "HH:MM:SS" (UTC) of `us`. */
+static const char *format_hms(int64_t us, char buf[static 16])
+{
+        time_t t = (time_t)(us / USEC_PER_SEC);
+        struct tm tm;
+        if (!gmtime_r(&t, &tm))
+                return strcpy(buf, "--:--:--");
+        snprintf(buf, 16, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        return buf;
+}
+
+/* The watch line of a /v1/status answer `o`. */
+static void status_line(const cJSON *o, struct strbuf *sb)
+{
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(o, "now");
+        int64_t now_us;
+        char hms[16], c1[256], c2[256], c3[64], c4[64];
+        if (!cJSON_IsString(now) || clock_parse_rfc3339(now->valuestring, false, &now_us) < 0)
+                now_us = clock_wall_us();
+        strbuf_addf(sb, "%s  leader %s epoch %s", format_hms(now_us, hms),
+                    pctl_json_cell(o, "leader", c1, sizeof(c1)),
+                    pctl_json_cell(o, "epoch", c2, sizeof(c2)));
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(o, "pools"))
+        {
+                strbuf_addf(sb, "  %s %s/%s", pctl_json_cell(p, "name", c1, sizeof(c1)),
+                            pctl_json_cell(p, "running", c3, sizeof(c3)),
+                            pctl_json_cell(p, "limit", c4, sizeof(c4)));
+                const cJSON *q = cJSON_GetObjectItemCaseSensitive(p, "queued");
+                if (cJSON_IsNumber(q) && q->valuedouble > 0)
+                        strbuf_addf(sb, " +%s queued", pctl_json_cell(p, "queued", c3, sizeof(c3)));
+        }
+        const cJSON *pass = cJSON_GetObjectItemCaseSensitive(o, "pass");
+        const cJSON *pass_id = cJSON_GetObjectItemCaseSensitive(pass, "pass_id");
+        pctl_json_cell(pass, "state", c1, sizeof(c1));
+        if (cJSON_IsObject(pass) && !(streq(c1, "idle") && !cJSON_IsNumber(pass_id)))
+                strbuf_addf(sb, "  nightly %s %s/%s failed %s pending %s", c1,
+                            pctl_json_cell(pass, "done", c3, sizeof(c3)),
+                            pctl_json_cell(pass, "total", c4, sizeof(c4)),
+                            pctl_json_cell(pass, "failed", c2, sizeof(c2)),
+                            pctl_json_cell(pass, "pending", hms, sizeof(hms)));
+        const char *sep = "  saving ";
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pass, "current"))
+        {
+                strbuf_addf(sb, "%s%s:%s", sep, pctl_json_cell(p, "pool", c1, sizeof(c1)),
+                            pctl_json_cell(p, "instance_id", c2, sizeof(c2)));
+                sep = ",";
+        }
+}
+
+/* "HTTP 503 not_leader: message" for an error answer. */
+static void describe_error(const char *answer, long status, struct strbuf *sb)
+{
+        cJSON *j = cJSON_Parse(answer);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+        char code[64], msg[256];
+        strbuf_addf(sb, "HTTP %ld", status);
+        if (cJSON_IsObject(e))
+                strbuf_addf(sb, " %s: %s", pctl_json_cell(e, "code", code, sizeof(code)),
+                            pctl_json_cell(e, "message", msg, sizeof(msg)));
+        else if (status == 200)
+                strbuf_adds(sb, ": the answer is not JSON");
+        cJSON_Delete(j);
+}
+
+/* One tick: ask (the leader among) the servers and print one line. */
+static void watch_tick(void)
+{
+        _cleanup_free_ char *answer = NULL;
+        struct strbuf why = STRBUF_INIT, line = STRBUF_INIT;
+        const char *url = NULL;
+        long status = 0;
+        if (srv.n > 1) {
+                int i = servers_pick(&answer, &status, &why);
+                url = i >= 0 ? srv.urls[i] : NULL;
+        } else if (pctl_client_request(client, "GET", "/v1/status", NULL, WATCH_TIMEOUT_MS, &status,
+                                       &answer) < 0) {
+                strbuf_addf(&why, "%s: %s", srv.urls[0], pctl_client_errstr(client));
+        } else {
+                url = srv.urls[0];
+        }
+        cJSON *o = url && status == 200 ? cJSON_Parse(answer) : NULL;
+        if (url && !o) {
+                strbuf_addf(&why, "%s: ", url);
+                describe_error(answer, status, &why);
+        }
+        FILE *out = stdout;
+        if (!o) {
+                char hms[16];
+                strbuf_addf(&line, "%s  (no answer from %s)", format_hms(clock_wall_us(), hms),
+                            strbuf_str(&why));
+                if (arg.json)
+                        out = stderr;
+        } else if (arg.json) {
+                _cleanup_free_ char *text = cJSON_PrintUnformatted(o);
+                strbuf_adds(&line, text ? text : "{}");
+        } else {
+                status_line(o, &line);
+        }
+        /* One line whatever the server sent. */
+        char *s = line.buf;
+        for (size_t i = 0; s && i < line.len; i++)
+                if ((unsigned char)s[i] < 0x20)
+                        s[i] = ' ';
+        fprintf(out, "%s\n", strbuf_str(&line));
+        fflush(out);
+        cJSON_Delete(o);
+        strbuf_release(&line);
+        strbuf_release(&why);
+}
+
+/* Wait until the monotonic instant `until_us`; true if SIGINT or SIGTERM (blocked) came. */
+static bool wait_for_stop(const sigset_t *stop, int64_t until_us)
+{
+        for (;;) {
+                int64_t left = until_us - clock_mono_us();
+                struct timespec ts = {0, 0};
+                if (left > 0) {
+                        ts.tv_sec = (time_t)(left / USEC_PER_SEC);
+                        ts.tv_nsec = (long)(left % USEC_PER_SEC) * 1000L;
+                }
+                int sig = sigtimedwait(stop, NULL, &ts);
+                if (sig == SIGINT || sig == SIGTERM)
+                        return true;
+                if (left <= 0 || (sig < 0 && errno == EAGAIN))
+                        return false;
+        }
+}
+
+static int status_watch(double interval_s, int64_t count)
+{
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+        if (srv.n == 1) {
+                int r = ensure_client();
+                if (r != 0)
+                        return r;
+        }
+        int64_t interval_us = (int64_t)(interval_s * (double)USEC_PER_SEC + 0.5);
+        int64_t next = clock_mono_us();
+        for (int64_t printed = 0;;) {
+                watch_tick();
+                if (count > 0 && ++printed >= count)
+                        return 0;
+                /* After a slow tick the next one comes at once, without a burst of catch-ups. */
+                int64_t now = clock_mono_us();
+                next += interval_us;
+                if (next < now)
+                        next = now;
+                if (wait_for_stop(&stop, next))
+                        return 0;
+        }
+}
+
 static int cmd_status(int argc, char **argv)
 {
-        if (argc > 1 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
-                printf("Usage: persistctl status\n\nThe replica's identity, the leader, epoch, "
-                       "lease, loaded hours, pools and the nightly pass.\n");
-                return 0;
+        enum { O_WATCH = 256, O_INTERVAL, O_COUNT };
+        static const struct option options[] = {
+            {"help", no_argument, NULL, 'h'},
+            {"watch", no_argument, NULL, O_WATCH},
+            {"interval", required_argument, NULL, O_INTERVAL},
+            {"count", required_argument, NULL, O_COUNT},
+            {0},
+        };
+        bool watch = false, tuned = false;
+        double interval_s = 1.0;
+        int64_t count = 0;
+        int c;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'h':
+                        fputs(status_help, stdout);
+                        return 0;
+                case O_WATCH:
+                        watch = true;
+                        break;
+                case O_INTERVAL:
+                        if (parse_double(optarg, &interval_s) < 0 || interval_s < MIN_INTERVAL_S ||
+                            interval_s > MAX_INTERVAL_S)
+                                return usage_error("--interval: \"%s\" is not a number of seconds "
+                                                   "from 0.1 to 86400",
+                                                   optarg);
+                        tuned = true;
+                        break;
+                case O_COUNT:
+                        if (parse_int64(optarg, &count) < 0 || count < 1)
+                                return usage_error("--count: \"%s\" is not a positive number",
+                                                   optarg);
+                        tuned = true;
+                        break;
+                default:
+                        return PCTL_EXIT_USAGE;
+                }
         }
-        if (argc > 1)
-                return usage_error("status: unexpected argument \"%s\"", argv[1]);
+        if (optind < argc)
+                return usage_error("status: unexpected argument \"%s\"", argv[optind]);
+        if (tuned && !watch)
+                return usage_error("%s", "status: --interval and --count go with --watch");
+        if (watch)
+                return status_watch(interval_s, count);
         cJSON *o;
         int r = call("GET", "/v1/status", NULL, REQUEST_TIMEOUT_MS, &o, NULL);
         if (r != 0 || arg.json) {
@@ -725,10 +1074,13 @@ static int cmd_probe(int argc, char **argv)
                 return usage_error("unexpected argument \"%s\"", argv[1]);
         _cleanup_free_ char *answer = NULL;
         long status = 0;
-        int r = pctl_client_request(client, "GET", ready ? "/readyz" : "/healthz", NULL,
-                                    REQUEST_TIMEOUT_MS, &status, &answer);
+        int r = ensure_client();
+        if (r != 0)
+                return r;
+        r = pctl_client_request(client, "GET", ready ? "/readyz" : "/healthz", NULL,
+                                REQUEST_TIMEOUT_MS, &status, &answer);
         if (r < 0) {
-                fprintf(stderr, "persistctl: cannot reach %s: %s\n", arg.server,
+                fprintf(stderr, "persistctl: cannot reach %s: %s\n", srv.used,
                         pctl_client_errstr(client));
                 return PCTL_EXIT_UNREACHABLE;
         }
@@ -806,21 +1158,19 @@ int main(int argc, char *argv[])
                         arg.server = DEFAULT_SERVER;
                 if (!arg.token_file)
                         arg.token_file = getenv("PERSISTD_TOKEN_FILE");
-                char *token = NULL;
                 if (!strempty(arg.token_file)) {
-                        int r = read_secret_file(arg.token_file, &token);
+                        int r = read_secret_file(arg.token_file, &srv.token);
                         if (r < 0) {
                                 fprintf(stderr, "persistctl: cannot read the token file %s: %s\n",
                                         arg.token_file, strerror(-r));
                                 return PCTL_EXIT_USAGE;
                         }
                 }
-                client = pctl_client_new(arg.server, token);
-                secret_free(token);
-                if (!client)
-                        return PCTL_EXIT_FAILED;
-                int r = commands[i].fn(argc - optind, argv + optind);
+                int r = servers_parse(arg.server);
+                if (r == 0)
+                        r = commands[i].fn(argc - optind, argv + optind);
                 pctl_client_free(client);
+                servers_free();
                 return r;
         }
         fprintf(stderr, "persistctl: unknown command \"%s\" (see --help)\n", name);

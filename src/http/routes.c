@@ -381,6 +381,8 @@ static void get_status(struct http_request *rq, struct http_response *rs)
         cJSON_AddBoolToObject(o, "is_leader", st.is_leader);
         add_optional_string(o, "leader", st.leader);
         cJSON_AddNumberToObject(o, "epoch", (double)st.epoch);
+        char now[CLOCK_RFC3339_MAX];
+        cJSON_AddStringToObject(o, "now", clock_format_rfc3339(clock_wall_us(), 3, now));
         cJSON *l = cJSON_AddObjectToObject(o, "lease");
         add_optional_string(l, "holder", st.lease.holder);
         cJSON_AddNumberToObject(l, "duration_s", st.lease.duration_s);

@@ -554,9 +554,15 @@ static void test_plan_nightly_status(void **state)
         expect_error("POST", "/v1/nightly/resume", "{\"force\":true}", 400, "unknown_field",
                      "force", NULL);
 
+        int64_t before = clock_wall_us();
         j = req("GET", "/v1/status", NULL, &st);
+        int64_t after = clock_wall_us(), now_us;
         assert_int_equal(st, 200);
         assert_string_equal(str(j, "identity"), "persistd-1_xyz12");
+        /* "now" is the schedule clock, with milliseconds. */
+        assert_int_equal(clock_parse_rfc3339(str(j, "now"), false, &now_us), 0);
+        assert_int_equal(strlen(str(j, "now")), strlen("2025-11-21T23:59:50.123Z"));
+        assert_true(now_us >= before - USEC_PER_MSEC && now_us <= after);
         assert_string_equal(str(j, "epoch"), "42");
         assert_string_equal(str(j, "lease.holder"), "persistd-0_abcde");
         assert_string_equal(str(j, "lease.renew_time"), "2025-11-21T23:59:50.123Z");
