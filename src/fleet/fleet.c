@@ -1679,6 +1679,10 @@ static struct finst *finst_new(struct fleet *f, const struct pgstore_instance *r
                 free(in);
                 return NULL;
         }
+        /* The size of its last save until this replica reads INFO: plans made at the start of
+         * a leadership are sized by memory too. */
+        if (row->last_used_memory > 0)
+                driver_estimator_observe_memory(in->est, row->last_used_memory);
         in->refs = 1;
         in->row = *row;
         in->samples = MAX(row->estimate_samples, 0);

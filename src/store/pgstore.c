@@ -1582,7 +1582,10 @@ int pgstore_unusable_count(struct pgstore *s, int *ret_tasks, int *ret_instances
         "can_bgrewriteaof, can_config, save_disabled, "                                            \
         "(extract(epoch from capabilities_at) * 1000000)::bigint, invalid_reason, "                \
         "(extract(epoch from created_at) * 1000000)::bigint, "                                     \
-        "(extract(epoch from updated_at) * 1000000)::bigint"
+        "(extract(epoch from updated_at) * 1000000)::bigint, "                                     \
+        "(SELECT r.used_memory FROM runs r WHERE r.instance_id = instances.id"                     \
+        "  AND r.state = 'succeeded' AND r.used_memory IS NOT NULL"                                \
+        "  ORDER BY r.finished_at DESC LIMIT 1)"
 
 static void decode_instance(const PGresult *res, int row, struct pgstore_instance *in)
 {
@@ -1611,6 +1614,7 @@ static void decode_instance(const PGresult *res, int row, struct pgstore_instanc
         col_str(res, row, 21, in->invalid_reason, sizeof(in->invalid_reason));
         in->created_at = col_i64(res, row, 22, 0);
         in->updated_at = col_i64(res, row, 23, 0);
+        in->last_used_memory = col_i64(res, row, 24, -1);
 }
 
 struct instance_stream {

@@ -113,6 +113,9 @@ struct pgstore_instance {
         int64_t capabilities_at;
         char invalid_reason[PGSTORE_REASON_MAX]; /* "" = usable */
         int64_t created_at, updated_at;
+        /* Read only: used_memory of its last successful run (-1 none), so that a new leader
+         * sizes its plans before it has read the instance's INFO. */
+        int64_t last_used_memory;
 };
 
 struct pgstore_task {

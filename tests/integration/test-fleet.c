@@ -5,7 +5,8 @@
  * is flagged while the others run, an instance that is down fails its runs with the reason, a
  * task inserted with plain SQL is scheduled through the listener, the schedule clock crosses
  * the preload minute and an hour, a pool's limit holds, fencing deposes, stale runs are
- * reconciled, and 100 concurrent persist requests make one BGSAVE.
+ * reconciled, 100 concurrent persist requests make one BGSAVE, and a new leader sizes its plan
+ * from the memory of each instance's last save before it has read any INFO.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -455,12 +456,53 @@ static void test_persist_coalesces(void **state)
         fx_close(&x);
 }
 
+static void test_plan_sized_before_info(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *f;
+        struct sched_planned *slots = NULL;
+        ssize_t n = 0;
+
+        (void)state;
+        fx_open(&x, "fleet_plan_size", 0, NULL);
+        /* Nothing listens on port 1: this replica never reads its INFO. Its last save (made under
+         * an earlier leader) wrote 200 MB; at the default 100 MB/s that is a 2 s save. */
+        fx_sql(&x, "INSERT INTO instances (id, host, port, pool) VALUES ('far', '127.0.0.1', 1, "
+                   "'p1')");
+        fx_sql(&x, "INSERT INTO runs (instance_id, kind, state, started_at, finished_at, "
+                   "used_memory, epoch, leader_identity) VALUES ('far', 'persist', 'succeeded', "
+                   "now() - interval '1 hour', now() - interval '1 hour', 200000000, 1, 'old')");
+        fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) VALUES ('far', '0 0 * * * *')");
+        fx_options(&o, "fleet-a", 1, 1);
+        f = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(f, 1);
+        for (int i = 0; i < 200 && n <= 0; i++) {
+                struct sched_hour_info hours[2];
+                if (sched_loaded_hours(fleet_scheduler(f), hours) > 0) {
+                        n = sched_plan_hour(fleet_scheduler(f), hours[0].hour_us, &slots);
+                        if (n <= 0) {
+                                free(slots);
+                                slots = NULL;
+                        }
+                }
+                if (n <= 0)
+                        clock_sleep_us(50 * USEC_PER_MSEC);
+        }
+        assert_int_equal(n, 1);
+        int64_t planned = slots[0].plan.end_us - slots[0].plan.start_us;
+        assert_true(planned >= 1900 * USEC_PER_MSEC && planned <= 2200 * USEC_PER_MSEC);
+        free(slots);
+        fleet_free(f);
+        fx_close(&x);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_scheduled_runs),   cmocka_unit_test(test_persist_coalesces),
             cmocka_unit_test(test_reconciliation),   cmocka_unit_test(test_fencing_deposes),
-            cmocka_unit_test(test_pool_limit_holds),
+            cmocka_unit_test(test_pool_limit_holds), cmocka_unit_test(test_plan_sized_before_info),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
