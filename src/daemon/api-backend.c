@@ -174,7 +174,7 @@ static int nightly_to_api(const struct nightly_status *ns, struct api_nightly *o
         out->failed = ns->totals.failed;
         out->pending = ns->pending;
         out->started_us = ns->started_us;
-        out->finished_us = ns->state == NIGHTLY_DONE ? ns->eta_us : 0;
+        out->finished_us = ns->finished_us;
         out->eta_us = ns->eta_us;
         out->overrun = ns->overrun;
         for (size_t i = 0; i < ns->n_pools; i++)

@@ -161,6 +161,7 @@ struct pass {
         char key[512];
         int64_t id; /* the `passes` row; 0 until recorded */
         int64_t started_us;
+        int64_t finished_us; /* when it was recorded finished; 0 before */
         int64_t window_end_us;
         bool set_created;
         bool recorded;
@@ -1310,6 +1311,7 @@ static void do_finish(struct nightly *n, struct pass *p)
                 return;
         }
         n->phase = PHASE_DONE;
+        p->finished_us = now_us(n);
         log_info("nightly pass %s: finished: %d saved, %d failed, %d skipped of %d", p->date,
                  t.done, t.failed, t.skipped, t.total);
 }
@@ -1803,6 +1805,7 @@ int nightly_status(struct nightly *n, struct nightly_status **ret)
         s->pending =
             MAX(0, p->totals.total - p->totals.done - p->totals.failed - p->totals.skipped);
         s->started_us = p->started_us;
+        s->finished_us = p->finished_us;
         s->window_end_us = p->window_end_us;
         if (pass_in_progress(n)) {
                 s->eta_us = compute_eta(n, p, now_us(n));

@@ -298,6 +298,7 @@ struct nightly_status {
         struct nightly_totals totals;
         int pending;           /* total - done - failed - skipped */
         int64_t started_us;    /* 0 when no pass */
+        int64_t finished_us;   /* when the pass was recorded finished; 0 before */
         int64_t eta_us;        /* expected end from the estimates; 0 when no pass in progress */
         int64_t window_end_us; /* started_us + window */
         bool overrun;          /* eta_us > window_end_us */

@@ -639,6 +639,8 @@ static void test_pass_over_three_pools(void **state)
         assert_int_equal(s->state, NIGHTLY_DONE);
         assert_int_equal(s->totals.done, 12);
         assert_int_equal(s->pending, 0);
+        assert_true(s->started_us > 0 && s->finished_us >= s->started_us);
+        assert_int_equal(s->eta_us, 0);
         assert_int_equal(s->n_pools, 3);
         for (size_t i = 0; i < s->n_pools; i++) {
                 assert_int_equal(s->pools[i].n_current, 0);
