@@ -336,9 +336,15 @@ static void status_line(const cJSON *o, struct strbuf *sb)
         char hms[16], c1[256], c2[256], c3[64], c4[64];
         if (!cJSON_IsString(now) || clock_parse_rfc3339(now->valuestring, false, &now_us) < 0)
                 now_us = clock_wall_us();
-        strbuf_addf(sb, "%s  leader %s epoch %s", format_hms(now_us, hms),
-                    pctl_json_cell(o, "leader", c1, sizeof(c1)),
-                    pctl_json_cell(o, "epoch", c2, sizeof(c2)));
+        strbuf_addf(sb, "%s  leader %s", format_hms(now_us, hms),
+                    pctl_json_cell(o, "leader", c1, sizeof(c1)));
+        /* A follower knows the leader from the Lease only (its epoch is not the leader's): say
+         * who answered, e.g. while a dead leader's Lease runs out. */
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "is_leader")))
+                strbuf_addf(sb, " epoch %s", pctl_json_cell(o, "epoch", c2, sizeof(c2)));
+        else
+                strbuf_addf(sb, " (seen by follower %s)",
+                            pctl_json_cell(o, "identity", c2, sizeof(c2)));
         const cJSON *p;
         cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(o, "pools"))
         {

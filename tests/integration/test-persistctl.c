@@ -602,7 +602,9 @@ static void test_watch(void **state)
 
         /* No pass and nothing saving: no nightly or saving part. */
         assert_int_equal(RUN_ON(follower_url, &out, "status", "--watch", "--count", "1"), 0);
-        contains(out, "  leader persistd-0_abcde epoch 42  hdd 1/1 +4 queued  ssd 0/2\n");
+        contains(out,
+                 "  leader persistd-0_abcde (seen by follower persistd-2_follower)  hdd 1/1 +4 "
+                 "queued  ssd 0/2\n");
         assert_int_equal(count_lines(out, NULL), 1);
         free(out);
         assert_int_equal(RUN(&out, "nightly", "pause"), 0);
