@@ -2279,8 +2279,17 @@ static bool try_lead(struct fleet *f, uint64_t gen, int64_t backoff_us)
                 log_warn("reconciling runs of earlier leaders: %s", pgstore_errstr());
         if (!acting_as(f, gen, NULL))
                 return false;
-        sched_start_leading(f->sched, gen);
+        /* The nightly pass first: its adoptions (saves the previous leader left running) are
+         * queued ahead of any scheduled slot, so no new save of an instance is taken for the
+         * adopted one (docs/fleet.md). Bounded: a slow progress Redis delays the slots only
+         * that long. */
         nightly_start_leading(f->nightly, gen);
+        if (nightly_wait_resume_checked(f->nightly, f->opts.nightly_resume_wait_us) < 0)
+                log_warn("the look for an interrupted nightly pass is taking long; starting the "
+                         "scheduled saves anyway");
+        if (!acting_as(f, gen, NULL))
+                return false;
+        sched_start_leading(f->sched, gen);
         return true;
 }
 
@@ -2487,6 +2496,8 @@ static void fill_defaults(struct fleet_options *o)
                 o->retention_interval_us = 600 * USEC_PER_SEC;
         if (o->metrics_interval_us <= 0)
                 o->metrics_interval_us = 5 * USEC_PER_SEC;
+        if (o->nightly_resume_wait_us <= 0)
+                o->nightly_resume_wait_us = 5 * USEC_PER_SEC;
         if (o->persist_request_ttl_us <= 0)
                 o->persist_request_ttl_us = 600 * USEC_PER_SEC;
         if (o->persist_request_max == 0)

@@ -98,6 +98,7 @@ struct fleet_options {
         int64_t epoch_retry_max_us;     /* backoff ceiling (10 s) */
         int64_t retention_interval_us;  /* how often retention runs while leading (10 min) */
         int64_t metrics_interval_us;    /* how often the gauges are published (5 s) */
+        int64_t nightly_resume_wait_us; /* scheduled saves wait for the nightly's adoptions (5 s) */
         int64_t persist_request_ttl_us; /* how long a request_id is remembered (10 min) */
         size_t persist_request_max;     /* request ids remembered at most (10000) */
 };

@@ -207,8 +207,9 @@ struct nightly_job {
 
 struct nightly {
         pthread_mutex_t lock;
-        pthread_cond_t cond;      /* wakes the thread */
-        pthread_cond_t jobs_cond; /* jobs_out dropped */
+        pthread_cond_t cond;        /* wakes the thread */
+        pthread_cond_t jobs_cond;   /* jobs_out dropped */
+        pthread_cond_t resume_cond; /* resume_check turned false */
         struct sched_pools *pools;
         struct nightly_ops ops;
         struct nightly_options opt;
@@ -1003,6 +1004,13 @@ static int local_dates(struct nightly *n, int64_t now, char today[NIGHTLY_DATE_M
         return 0;
 }
 
+/* The look for an interrupted pass is over (or leadership ended). Lock held. */
+static void resume_checked(struct nightly *n)
+{
+        n->resume_check = false;
+        pthread_cond_broadcast(&n->resume_cond);
+}
+
 /*
  * On becoming leader: the pending set of today's or yesterday's pass means an interrupted pass;
  * resume it. Lock held; dropped during the I/O.
@@ -1054,7 +1062,7 @@ static void do_resume_check(struct nightly *n)
                 }
                 pthread_mutex_lock(&n->lock);
                 if (!changed(n, ls)) {
-                        n->resume_check = false;
+                        resume_checked(n);
                         n->progress_down = false;
                 }
                 return;
@@ -1094,7 +1102,7 @@ static void do_resume_check(struct nightly *n)
         }
         p->set_created = true;
         p->recorded = have_rec;
-        n->resume_check = false;
+        resume_checked(n);
         n->paused = have_rec && rec.paused;
         install_pass(n, p, have_rec ? PHASE_RUNNING : PHASE_STARTING);
         log_info("nightly pass %s: resuming an interrupted pass: %d of %d left%s", p->date,
@@ -1625,6 +1633,7 @@ struct nightly *nightly_new(struct sched_pools *pools, const struct nightly_ops 
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         pthread_cond_init(&n->cond, &attr);
         pthread_cond_init(&n->jobs_cond, &attr);
+        pthread_cond_init(&n->resume_cond, &attr);
         pthread_condattr_destroy(&attr);
         return n;
 }
@@ -1673,7 +1682,7 @@ void nightly_stop_leading(struct nightly *n)
         n->leading = false;
         n->generation = 0;
         n->lead_serial++;
-        n->resume_check = false;
+        resume_checked(n);
         n->start_requested = false;
         for (struct nightly_job *j = n->running; j; j = j->running_next)
                 atomic_store(&j->cancelled, true);
@@ -1681,6 +1690,25 @@ void nightly_stop_leading(struct nightly *n)
                 withdraw_saves(n, n->pass, true);
         kick(n);
         pthread_mutex_unlock(&n->lock);
+}
+
+int nightly_wait_resume_checked(struct nightly *n, int64_t timeout_us)
+{
+        int64_t deadline = clock_mono_us() + MAX(timeout_us, 0);
+        int r = 0;
+
+        pthread_mutex_lock(&n->lock);
+        uint64_t ls = n->lead_serial;
+        while (n->leading && n->lead_serial == ls && n->resume_check) {
+                int64_t left = deadline - clock_mono_us();
+                if (left <= 0) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                cond_wait_us(&n->resume_cond, &n->lock, MIN(left, 100 * USEC_PER_MSEC));
+        }
+        pthread_mutex_unlock(&n->lock);
+        return r;
 }
 
 static bool pass_in_progress(const struct nightly *n)
@@ -1875,6 +1903,7 @@ void nightly_free(struct nightly *n)
 
         pthread_cond_destroy(&n->cond);
         pthread_cond_destroy(&n->jobs_cond);
+        pthread_cond_destroy(&n->resume_cond);
         pthread_mutex_destroy(&n->lock);
         free(n->key_prefix);
         free(n);

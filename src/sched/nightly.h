@@ -272,6 +272,16 @@ void nightly_start_leading(struct nightly *n, uint64_t generation);
 void nightly_stop_leading(struct nightly *n);
 
 /*
+ * Wait until the look for an interrupted pass that follows nightly_start_leading() is over —
+ * the saves an earlier leader left running are then queued as adoptions — or leadership ended,
+ * or `timeout_us` passed. The fleet starts the scheduler after it, so that no new save reaches
+ * an instance before its adoption is judged (a later save would be taken for the adopted one).
+ * Returns 0, or -ETIMEDOUT (the progress Redis or PostgreSQL is slow or down: the look goes on
+ * and its adoptions are queued when it ends). Any thread but the nightly's own.
+ */
+int nightly_wait_resume_checked(struct nightly *n, int64_t timeout_us);
+
+/*
  * Operator actions. pause: running saves end, no new one starts (-ENOENT without a pass in
  * progress). resume: continue a paused pass (-ENOENT without one). start_now: start a pass for
  * today's date now (-EBUSY when one is in progress, or while the look for an interrupted pass

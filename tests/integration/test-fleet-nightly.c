@@ -3,7 +3,8 @@
  * The fleet's nightly pass over real redis-servers in two pools: every instance saved exactly
  * once, never two at once in a pool, the progress set gone and the pass row complete; and a
  * leader change in the middle of the pass (a second fleet with its own store connection, as a
- * new leader process) that resumes it with none skipped or doubled.
+ * new leader process) that resumes it with none skipped or doubled; a save left running is
+ * judged before any scheduled save reaches its instance.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -191,6 +192,79 @@ static void test_nightly_failover(void **state)
         fx_close(&x);
 }
 
+static bool nightly_running(void *p)
+{
+        struct fx *x = p;
+        return fx_int(x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                         "'running'") > 0;
+}
+
+static bool scheduled_succeeded(void *p)
+{
+        struct fx *x = p;
+        return fx_int(x, "SELECT count(*) FROM runs WHERE kind = 'scheduled' AND state = "
+                         "'succeeded'") > 0;
+}
+
+/*
+ * The old leader goes away while a nightly save runs; Redis finishes it. The new leader has a
+ * scheduled slot of that instance due every second: the adoption must be judged first, or the
+ * scheduled save would be taken for the adopted one (a run spanning the takeover, overlapping
+ * the scheduled run in a pool of limit 1).
+ */
+static void test_adoption_before_scheduled_saves(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *a, *b;
+        struct pgstore *store_b;
+        struct progress *progress_b;
+
+        (void)state;
+        fx_open(&x, "fleet_nightly_adopt", 2, NULL);
+        for (int i = 0; i < 2; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "n%d", i);
+                fx_instance(&x, id, i, "p1");
+                fx_slow(&x, i, 60, 10000); /* ~0.6 s a save */
+        }
+        fx_options(&o, "fleet-a", 1, 1);
+        a = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(a, 1);
+        start_pass(a);
+        assert_true(fx_wait(nightly_running, &x, 20000));
+        fleet_stop_leading(a);
+        clock_sleep_us(2 * USEC_PER_SEC); /* the save ends meanwhile */
+        fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) SELECT instance_id, '* * * * * *' "
+                   "FROM runs WHERE kind = 'nightly' AND state = 'running'");
+        clock_sleep_us(1500 * USEC_PER_MSEC); /* slots missed: the catch-up runs them at once */
+        /* The progress Redis answers late: the new leader's look for the pass takes a while. */
+        redisContext *pc = th_redis_connect(&x.prog);
+        freeReplyObject(th_redis_cmd(pc, "CLIENT PAUSE 1500 ALL"));
+        redisFree(pc);
+
+        store_b = fx_store(&x);
+        progress_b = fx_progress(&x);
+        fx_options(&o, "fleet-b", 1, 1);
+        b = fx_fleet(&x, &o, store_b, progress_b);
+        fleet_start_leading(b, 2);
+        assert_true(fx_wait(pass_finished, &x, 60000));
+        assert_true(fx_wait(scheduled_succeeded, &x, 20000));
+        fleet_stop_leading(b);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                                    "'succeeded' AND finished_at - started_at < interval '1.8 s'"),
+                         2);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs r JOIN runs o ON o.id > r.id WHERE "
+                                    "o.started_at < r.finished_at AND r.started_at < "
+                                    "o.finished_at"),
+                         0);
+        fleet_free(b);
+        fleet_free(a);
+        progress_free(progress_b);
+        pgstore_free(store_b);
+        fx_close(&x);
+}
+
 /* A nightly save and a persist-now of one instance in a pool with room for two: one at a time. */
 static void test_one_save_per_instance(void **state)
 {
@@ -234,6 +308,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_nightly_pass),
             cmocka_unit_test(test_nightly_failover),
+            cmocka_unit_test(test_adoption_before_scheduled_saves),
             cmocka_unit_test(test_one_save_per_instance),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
