@@ -1057,8 +1057,8 @@ static enum driver_outcome wait_completion(struct save_run *s, struct rinfo *inf
  * An adopted save that had ended before this call looked (no child was seen) ended when
  * lastsave says, not when it was noticed: a new leader reconciles seconds after a crash, and a
  * late end would make the run overlap the next save of its pool in the runs ledger. lastsave is
- * whole seconds of the server's clock: take the end of that second, never later than now, and
- * move it onto the schedule clock.
+ * whole seconds of the server's clock (the save ended within that second): take its middle,
+ * never later than now, and move it onto the schedule clock.
  */
 static void adopted_end(struct save_run *s)
 {
@@ -1068,7 +1068,7 @@ static void adopted_end(struct save_run *s)
             clock_gettime(CLOCK_REALTIME, &ts) < 0)
                 return;
         int64_t real_now = (int64_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
-        int64_t age = real_now - (s->res->lastsave_after + 1) * USEC_PER_SEC;
+        int64_t age = real_now - (s->res->lastsave_after * USEC_PER_SEC + USEC_PER_SEC / 2);
         if (age > 0)
                 s->res->finished_wall_us -= age;
 }
