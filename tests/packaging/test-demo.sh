@@ -20,8 +20,11 @@ fi
 
 fail=0
 for want in "the chart's Role is enforced" "leader elected after" "only persistd-" "a follower (persistd-" "every instance has save" \
-        "scheduled runs succeeded" "the pass finished: all 6 instances saved" "persist-now of cache-b1 succeeded" \
-        "leads after" "the work goes on under the new leader" "within its limit" \
+        "started by itself at 00:00:0" "and is under way: total/done/failed/pending = 6 " \
+        "and finished it: all 6 instances saved" "one pass for the night, started once and resumed" \
+        "scheduled runs succeeded" "the work goes on under the new leader" "this hour is loaded and planned" \
+        "persist-now of cache-b1 succeeded" "nothing was lost: the restarted cache-b1 has all" \
+        "cache-b1 has save \"\" again" "leads after" "within its limit" \
         "Summary: runs, max concurrency per pool" "Failover (SIGKILL, the Lease must expire): " \
         "Every step did what it says."; do
         grep -qF "$want" "$log" || {
@@ -29,6 +32,12 @@ for want in "the chart's Role is enforced" "leader elected after" "only persistd
                 fail=1
         }
 done
+# The live view ran: lines of persistctl status --watch, some of them under each leader.
+leaders=$(grep '^  | ' "$log" | grep -o 'leader persistd-[^ ]*' | sort -u | wc -l)
+[[ $(grep -c '^  | ' "$log") -ge 4 && $leaders -ge 2 ]] || {
+        echo "test-demo: the live view (persistctl status --watch) did not show the pass under two leaders"
+        fail=1
+}
 # Two handovers (SIGKILL, then SIGTERM), each to another replica.
 [[ $(grep -c ' leads after ' "$log") == 2 ]] || {
         echo "test-demo: expected two handovers"
