@@ -91,6 +91,8 @@ static int usage_error(const char *fmt, const char *what)
 /* Split the comma-separated `list` into srv.urls (blanks around each URL ignored). 0 or exit. */
 static int servers_parse(const char *list)
 {
+        if (!list)
+                return usage_error("--server: %s", "no URL given");
         for (const char *p = list; *p;) {
                 size_t len = strcspn(p, ",");
                 const char *b = p, *e = p + len;
@@ -428,7 +430,7 @@ static void watch_tick(void)
                 if ((unsigned char)s[i] < 0x20)
                         s[i] = ' ';
         fprintf(out, "%s\n", strbuf_str(&line));
-        fflush(out);
+        (void)fflush(out);
         cJSON_Delete(o);
         strbuf_release(&line);
         strbuf_release(&why);
@@ -458,7 +460,11 @@ static int status_watch(double interval_s, int64_t count)
         sigemptyset(&stop);
         sigaddset(&stop, SIGINT);
         sigaddset(&stop, SIGTERM);
-        sigprocmask(SIG_BLOCK, &stop, NULL);
+        if (sigprocmask(SIG_BLOCK, &stop, NULL) < 0) {
+                fprintf(stderr, "persistctl: cannot block SIGINT and SIGTERM: %s\n",
+                        strerror(errno));
+                return PCTL_EXIT_FAILED;
+        }
         if (srv.n == 1) {
                 int r = ensure_client();
                 if (r != 0)
