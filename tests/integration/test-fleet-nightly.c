@@ -100,6 +100,26 @@ static void check_done(struct fx *x, const long long saves[N])
         progress_strv_free(dates);
 }
 
+/* Pairs of runs of one pool whose recorded times overlap (every pool here has limit 1). */
+static long long overlaps_in_pools(struct fx *x)
+{
+        return fx_int(x, "SELECT count(*) FROM runs r JOIN instances ri ON ri.id = r.instance_id "
+                         "JOIN runs o ON o.id > r.id JOIN instances oi ON oi.id = o.instance_id "
+                         "WHERE ri.pool = oi.pool AND o.started_at < r.finished_at AND "
+                         "r.started_at < o.finished_at");
+}
+
+/* The end of a test with two leaders, b with its own store and progress connections. */
+static void close_two(struct fx *x, struct fleet *a, struct fleet *b, struct pgstore *store_b,
+                      struct progress *progress_b)
+{
+        fleet_free(b);
+        fleet_free(a);
+        progress_free(progress_b);
+        pgstore_free(store_b);
+        fx_close(x);
+}
+
 static void test_nightly_pass(void **state)
 {
         struct fx x;
@@ -179,17 +199,8 @@ static void test_nightly_failover(void **state)
         assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND "
                                     "finished_at - started_at > interval '2.5 s'"),
                          0);
-        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs r JOIN instances ri ON ri.id = "
-                                    "r.instance_id JOIN runs o ON o.id > r.id JOIN instances oi "
-                                    "ON oi.id = o.instance_id WHERE ri.pool = oi.pool AND "
-                                    "o.started_at < r.finished_at AND r.started_at < "
-                                    "o.finished_at"),
-                         0);
-        fleet_free(b);
-        fleet_free(a);
-        progress_free(progress_b);
-        pgstore_free(store_b);
-        fx_close(&x);
+        assert_int_equal(overlaps_in_pools(&x), 0);
+        close_two(&x, a, b, store_b, progress_b);
 }
 
 static bool nightly_running(void *p)
@@ -254,15 +265,8 @@ static void test_adoption_before_scheduled_saves(void **state)
         assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
                                     "'succeeded' AND finished_at - started_at < interval '1.8 s'"),
                          2);
-        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs r JOIN runs o ON o.id > r.id WHERE "
-                                    "o.started_at < r.finished_at AND r.started_at < "
-                                    "o.finished_at"),
-                         0);
-        fleet_free(b);
-        fleet_free(a);
-        progress_free(progress_b);
-        pgstore_free(store_b);
-        fx_close(&x);
+        assert_int_equal(overlaps_in_pools(&x), 0);
+        close_two(&x, a, b, store_b, progress_b);
 }
 
 /* A nightly save and a persist-now of one instance in a pool with room for two: one at a time. */

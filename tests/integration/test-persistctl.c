@@ -77,6 +77,20 @@ static void contains(const char *out, const char *part)
                 fail_msg("output lacks \"%s\":\n%s", part, out);
 }
 
+/* The environment persistctl reads: $PERSISTD_SERVER = `servers`, the token file. */
+static void env_for(char *env[3], const char *servers)
+{
+        assert_true(asprintf(&env[0], "PERSISTD_SERVER=%s", servers) > 0);
+        assert_true(asprintf(&env[1], "PERSISTD_TOKEN_FILE=%s", token_path) > 0);
+        env[2] = NULL;
+}
+
+static void env_free(char *env[3])
+{
+        free(env[0]);
+        free(env[1]);
+}
+
 static void test_usage(void **state)
 {
         char *out;
@@ -269,15 +283,12 @@ static void test_auth_and_reachability(void **state)
         free(out);
         /* The environment. */
         char *env[3];
-        assert_true(asprintf(&env[0], "PERSISTD_SERVER=%s", server_url) > 0);
-        assert_true(asprintf(&env[1], "PERSISTD_TOKEN_FILE=%s", token_path) > 0);
-        env[2] = NULL;
+        env_for(env, server_url);
         assert_int_equal(
             run_env(false, env, (const char *[]){"instances", "get", "redis-a", NULL}, &out), 0);
         contains(out, "\ncapabilities.redis_version   7.0.15\n");
         free(out);
-        free(env[0]);
-        free(env[1]);
+        env_free(env);
 }
 
 static void test_persist(void **state)
@@ -548,15 +559,12 @@ static void test_several_servers(void **state)
         free(out);
         /* The environment takes a list too. */
         char *env[3];
-        assert_true(asprintf(&env[0], "PERSISTD_SERVER=%s", three) > 0);
-        assert_true(asprintf(&env[1], "PERSISTD_TOKEN_FILE=%s", token_path) > 0);
-        env[2] = NULL;
+        env_for(env, three);
         assert_int_equal(run_env(false, env, (const char *[]){"-o", "json", "status", NULL}, &out),
                          0);
         contains(out, "\"is_leader\":true");
         free(out);
-        free(env[0]);
-        free(env[1]);
+        env_free(env);
         /* One URL: its errors name it. */
         assert_int_equal(RUN_ON(dead, &out, "status"), 3);
         contains(out, "cannot reach ");
