@@ -1542,11 +1542,14 @@ static void step(struct nightly *n)
         /* No pass in progress. */
         if (n->start_requested) {
                 char today[NIGHTLY_DATE_MAX], yesterday[NIGHTLY_DATE_MAX];
+                uint64_t ls = n->lead_serial;
                 int sod;
-                n->start_requested = false;
-                if (local_dates(n, now_us(n), today, yesterday, &sod) == 0 &&
-                    do_start(n, today) < 0 && !changed(n, n->lead_serial))
-                        n->start_requested = true; /* tried again after the store backoff */
+                /* The request stays up while do_start() lists the instances without the lock,
+                 * so the state reads "starting" from the request to the pass, never "idle". */
+                bool retry = local_dates(n, now_us(n), today, yesterday, &sod) == 0 &&
+                             do_start(n, today) < 0; /* tried again after the store backoff */
+                if (!changed(n, ls))
+                        n->start_requested = retry;
                 return;
         }
         if (n->opt.enabled && store_gate_open(n))
