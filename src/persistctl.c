@@ -300,6 +300,15 @@ static void query_add(struct strbuf *q, const char *name, const char *value)
         strbuf_addf(q, "%c%s=%s", q->len ? '&' : '?', name, e ? e : "");
 }
 
+/* GET `path` with the query `q` (query_add()); otherwise as call(). */
+static int get_with_query(const char *path, const struct strbuf *q, cJSON **ret)
+{
+        _cleanup_free_ char *p = NULL;
+        if (asprintf(&p, "%s%s", path, strbuf_str(q)) < 0)
+                return PCTL_EXIT_FAILED;
+        return call("GET", p, NULL, REQUEST_TIMEOUT_MS, ret, NULL);
+}
+
 /* ---- commands ------------------------------------------------------------------------------ */
 
 /* ---- status and status --watch ------------------------------------------------------------- */
@@ -698,12 +707,7 @@ static int cmd_tasks(int argc, char **argv)
         path = id ? path_with("/v1/tasks/", id, NULL) : NULL;
         cJSON *o = NULL;
         if (streq(verb, "list")) {
-                _cleanup_free_ char *p = NULL;
-                if (asprintf(&p, "/v1/tasks%s", strbuf_str(&q)) < 0) {
-                        r = PCTL_EXIT_FAILED;
-                        goto out;
-                }
-                r = call("GET", p, NULL, REQUEST_TIMEOUT_MS, &o, NULL);
+                r = get_with_query("/v1/tasks", &q, &o);
                 if (r == 0 && !arg.json)
                         print_rows(o, "tasks", task_headers, task_cols, 7);
         } else if (streq(verb, "get") || streq(verb, "create") || streq(verb, "update")) {
@@ -788,10 +792,7 @@ static int cmd_instances(int argc, char **argv)
         }
         cJSON *o = NULL;
         if (streq(verb, "list") && optind == argc) {
-                _cleanup_free_ char *p = NULL;
-                if (asprintf(&p, "/v1/instances%s", strbuf_str(&q)) < 0)
-                        p = NULL;
-                r = p ? call("GET", p, NULL, REQUEST_TIMEOUT_MS, &o, NULL) : PCTL_EXIT_FAILED;
+                r = get_with_query("/v1/instances", &q, &o);
                 if (r == 0 && !arg.json)
                         print_rows(o, "instances",
                                    (const char *[]){"ID", "ADDRESS", "POOL", "ENABLED", "LAST-SAVE",
@@ -948,14 +949,9 @@ static int cmd_runs(int argc, char **argv)
                 strbuf_release(&q);
                 return usage_error("runs: unexpected argument \"%s\"", argv[optind]);
         }
-        _cleanup_free_ char *p = NULL;
-        if (asprintf(&p, "/v1/runs%s", strbuf_str(&q)) < 0)
-                p = NULL;
-        strbuf_release(&q);
-        if (!p)
-                return PCTL_EXIT_FAILED;
         cJSON *o;
-        int r = call("GET", p, NULL, REQUEST_TIMEOUT_MS, &o, NULL);
+        int r = get_with_query("/v1/runs", &q, &o);
+        strbuf_release(&q);
         if (r != 0)
                 return r;
         if (!arg.json)
@@ -997,14 +993,9 @@ static int cmd_plan(int argc, char **argv)
                 strbuf_release(&q);
                 return usage_error("plan: unexpected argument \"%s\"", argv[optind]);
         }
-        _cleanup_free_ char *p = NULL;
-        if (asprintf(&p, "/v1/plan%s", strbuf_str(&q)) < 0)
-                p = NULL;
-        strbuf_release(&q);
-        if (!p)
-                return PCTL_EXIT_FAILED;
         cJSON *o;
-        int r = call("GET", p, NULL, REQUEST_TIMEOUT_MS, &o, NULL);
+        int r = get_with_query("/v1/plan", &q, &o);
+        strbuf_release(&q);
         if (r != 0)
                 return r;
         if (!arg.json) {
