@@ -41,6 +41,11 @@ int64_t clock_wall_us(void)
         return realtime_us() + __atomic_load_n(&wall_offset_us, __ATOMIC_RELAXED);
 }
 
+int64_t clock_wall_from_real_us(int64_t real_us)
+{
+        return real_us + __atomic_load_n(&wall_offset_us, __ATOMIC_RELAXED);
+}
+
 void clock_wall_start_at(int64_t epoch_us)
 {
         __atomic_store_n(&wall_offset_us, epoch_us - realtime_us(), __ATOMIC_RELAXED);

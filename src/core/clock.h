@@ -33,6 +33,10 @@ int64_t clock_wall_us(void);
 void clock_wall_start_at(int64_t epoch_us);
 bool clock_wall_is_shifted(void);
 
+/* The schedule clock's reading of `real_us`, an instant of the real (unshifted) wall clock such
+ * as a time another server reports (Redis's lastsave). Any thread. */
+int64_t clock_wall_from_real_us(int64_t real_us);
+
 /*
  * Parse an RFC 3339 instant: "2026-11-21T23:59:50Z", with optional fraction (any number of
  * digits up to 9) and a "Z" or "±hh:mm" offset; a space is accepted for "T" only when

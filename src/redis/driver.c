@@ -1062,15 +1062,10 @@ static enum driver_outcome wait_completion(struct save_run *s, struct rinfo *inf
  */
 static void adopted_end(struct save_run *s)
 {
-        struct timespec ts;
-
-        if (s->res->waited_existing || s->res->lastsave_after <= 0 ||
-            clock_gettime(CLOCK_REALTIME, &ts) < 0)
+        if (s->res->waited_existing || s->res->lastsave_after <= 0)
                 return;
-        int64_t real_now = (int64_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
-        int64_t age = real_now - (s->res->lastsave_after * USEC_PER_SEC + USEC_PER_SEC / 2);
-        if (age > 0)
-                s->res->finished_wall_us -= age;
+        int64_t mid = s->res->lastsave_after * USEC_PER_SEC + USEC_PER_SEC / 2;
+        s->res->finished_wall_us = MIN(s->res->finished_wall_us, clock_wall_from_real_us(mid));
 }
 
 static enum driver_outcome adopt(struct save_run *s, struct rinfo *info)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -88,6 +89,14 @@ static void test_wall_clock_starts_at_chosen_instant(void **state)
         int64_t later = clock_wall_us();
         assert_true(later - now >= 20 * USEC_PER_MSEC);
         assert_true(later - now < 5 * USEC_PER_SEC);
+        /* A real-time instant read elsewhere (e.g. Redis's lastsave) is moved by the same shift:
+         * the real clock's "now" reads as the schedule clock's. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t real = (int64_t)ts.tv_sec * USEC_PER_SEC + ts.tv_nsec / 1000;
+        int64_t shifted = clock_wall_from_real_us(real), wall = clock_wall_us();
+        assert_true(wall >= shifted && wall - shifted < USEC_PER_SEC);
+        assert_true(shifted >= start && shifted < start + 5 * USEC_PER_SEC);
 }
 
 static void test_monotonic(void **state)
