@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/macro.h"
 
 /* Offset added to CLOCK_REALTIME by the schedule clock; written once before threads start. */
 static int64_t wall_offset_us;
@@ -169,4 +170,32 @@ void clock_sleep_us(int64_t us)
                 return;
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
+}
+
+int clock_cond_init(pthread_cond_t *cond)
+{
+        pthread_condattr_t attr;
+        int r = pthread_condattr_init(&attr);
+
+        if (r != 0)
+                return -r;
+        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (r == 0)
+                r = pthread_cond_init(cond, &attr);
+        pthread_condattr_destroy(&attr);
+        return -r;
+}
+
+int clock_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline_mono_us)
+{
+        int64_t d = MAX(deadline_mono_us, 0);
+        struct timespec ts = {.tv_sec = (time_t)(d / USEC_PER_SEC),
+                              .tv_nsec = (long)(d % USEC_PER_SEC) * 1000};
+        return pthread_cond_timedwait(cond, lock, &ts);
+}
+
+int clock_cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t us)
+{
+        int64_t now = clock_mono_us();
+        return clock_cond_wait_until(cond, lock, us > INT64_MAX - now ? INT64_MAX : now + us);
 }

@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,3 +54,15 @@ char *clock_format_rfc3339(int64_t us, int frac_digits, char buf[static CLOCK_RF
 
 /* Sleep for `us` microseconds, resuming after signals. */
 void clock_sleep_us(int64_t us);
+
+/*
+ * Condition variables timed on the monotonic clock, so that a change of the wall clock never
+ * shortens or stretches a wait. clock_cond_init(): initialise `cond` for the waits below;
+ * 0 or a negative errno (out of memory). clock_cond_wait_until(): pthread_cond_timedwait()
+ * until the monotonic instant `deadline_mono_us` (µs, as clock_mono_us()); clock_cond_wait_us():
+ * for `us` from now. Both return 0 (woken, possibly spuriously) or ETIMEDOUT, with `lock` held
+ * again, and must be called with `lock` held.
+ */
+int clock_cond_init(pthread_cond_t *cond);
+int clock_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline_mono_us);
+int clock_cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t us);

@@ -165,9 +165,7 @@ static int op_update(void *userdata, const struct election_record *rec, int64_t 
 static void cond_wait_until(struct lease_k8s *l, int64_t deadline_mono_us)
 {
         int64_t cap = clock_mono_us() + 10 * USEC_PER_SEC;
-        int64_t d = MIN(deadline_mono_us, cap);
-        struct timespec ts = {.tv_sec = d / USEC_PER_SEC, .tv_nsec = (d % USEC_PER_SEC) * 1000};
-        pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+        (void)clock_cond_wait_until(&l->cond, &l->lock, MIN(deadline_mono_us, cap));
 }
 
 static int op_wait_change(void *userdata, const char *resource_version, int64_t timeout_us,
@@ -270,17 +268,13 @@ int lease_k8s_new(const struct k8s_config *cfg, const struct k8s_client_options 
                   struct lease_k8s **ret)
 {
         _cleanup_(lease_k8s_freep) struct lease_k8s *l = NULL;
-        pthread_condattr_t attr;
         int r;
 
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
         pthread_mutex_init(&l->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&l->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&l->cond);
         l->metrics = metrics;
         l->name = strdup(lease_name);
         l->identity = strdup(identity);

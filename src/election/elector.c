@@ -86,21 +86,7 @@ static void cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadl
 {
         /* Never sleep unboundedly: a late wake-up only costs a loop turn. */
         int64_t cap = clock_mono_us() + 10 * USEC_PER_SEC;
-        int64_t d = MIN(deadline_mono_us, cap);
-        struct timespec ts = {.tv_sec = d / USEC_PER_SEC, .tv_nsec = (d % USEC_PER_SEC) * 1000};
-        pthread_cond_timedwait(c, m, &ts);
-}
-
-static int cond_init_mono(pthread_cond_t *c)
-{
-        pthread_condattr_t attr;
-        int r;
-
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        r = pthread_cond_init(c, &attr);
-        pthread_condattr_destroy(&attr);
-        return -r;
+        (void)clock_cond_wait_until(c, m, MIN(deadline_mono_us, cap));
 }
 
 int elector_new(const struct elector_options *opts, const struct election_lease_ops *ops,
@@ -130,8 +116,8 @@ int elector_new(const struct elector_options *opts, const struct election_lease_
         election_jitter_init(&e->jitter, e->seed);
 
         pthread_mutex_init(&e->lock, NULL);
-        if (cond_init_mono(&e->cond) < 0 || cond_init_mono(&e->watch_cond) < 0 ||
-            cond_init_mono(&e->done_cond) < 0) {
+        if (clock_cond_init(&e->cond) < 0 || clock_cond_init(&e->watch_cond) < 0 ||
+            clock_cond_init(&e->done_cond) < 0) {
                 /* pthread_cond_init with a valid attribute only fails for lack of memory. */
                 free(e);
                 return -ENOMEM;

@@ -100,11 +100,7 @@ int election_label_new(const struct election_label_options *opts,
         l->ops = *ops;
         l->own = OWN_UNKNOWN;
 
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&l->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&l->cond);
         pthread_mutex_init(&l->lock, NULL);
         *ret = l;
         return 0;
@@ -278,9 +274,8 @@ static void converge(struct election_label *l, bool leading, uint64_t generation
 
 static void wait_until(struct election_label *l, int64_t deadline)
 {
-        int64_t d = MIN(deadline, clock_mono_us() + 10 * USEC_PER_SEC);
-        struct timespec ts = {.tv_sec = d / USEC_PER_SEC, .tv_nsec = (d % USEC_PER_SEC) * 1000};
-        pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+        (void)clock_cond_wait_until(&l->cond, &l->lock,
+                                    MIN(deadline, clock_mono_us() + 10 * USEC_PER_SEC));
 }
 
 static void *label_thread(void *userdata)

@@ -363,14 +363,7 @@ static int finst_acquire(struct fleet *f, struct finst *in, uint64_t generation)
                 }
                 if (!in->busy)
                         break;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200L * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+                (void)clock_cond_wait_us(&f->cond, &f->lock, 200 * USEC_PER_MSEC);
         }
         in->busy = true;
         in->cancel = c;
@@ -2443,14 +2436,7 @@ static void *housekeeping(void *arg)
                 pthread_mutex_lock(&f->lock);
                 if (f->stopping)
                         break;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 250L * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+                (void)clock_cond_wait_us(&f->cond, &f->lock, 250 * USEC_PER_MSEC);
         }
         pthread_mutex_unlock(&f->lock);
         return NULL;
@@ -2530,7 +2516,7 @@ int fleet_new(const struct fleet_options *opts, struct pgstore *store, struct pr
         if (cb)
                 f->cb = *cb;
         pthread_mutex_init(&f->lock, NULL);
-        pthread_cond_init(&f->cond, NULL);
+        (void)clock_cond_init(&f->cond);
         f->identity = strdup(opts->identity ? opts->identity : "persistd");
         f->timezone = strdup(opts->timezone ? opts->timezone : "UTC");
         f->key_prefix = strdup(opts->key_prefix ? opts->key_prefix : "persistd");
@@ -2653,14 +2639,7 @@ void fleet_stop(struct fleet *f, int64_t grace_us)
         deadline = clock_mono_us() + MAX(grace_us, 0);
         pthread_mutex_lock(&f->lock);
         while (f->running_saves > 0 && clock_mono_us() < deadline) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 50L * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+                (void)clock_cond_wait_us(&f->cond, &f->lock, 50 * USEC_PER_MSEC);
         }
         f->stopping = true;
         pthread_cond_broadcast(&f->cond);

@@ -183,15 +183,10 @@ struct driver_cancel {
 struct driver_cancel *driver_cancel_new(void)
 {
         struct driver_cancel *c = calloc(1, sizeof(*c));
-        pthread_condattr_t attr;
-
         if (!c)
                 return NULL;
         pthread_mutex_init(&c->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&c->cond);
         return c;
 }
 
@@ -229,14 +224,10 @@ static bool cancel_sleep(struct driver_cancel *c, int64_t us)
                 clock_sleep_us(us);
                 return false;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = (int64_t)ts.tv_nsec + (us % USEC_PER_SEC) * 1000;
-        ts.tv_sec += (time_t)(us / USEC_PER_SEC + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
+        int64_t deadline = clock_mono_us() + us;
         pthread_mutex_lock(&c->lock);
         while (!c->requested)
-                if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
+                if (clock_cond_wait_until(&c->cond, &c->lock, deadline) == ETIMEDOUT)
                         break;
         bool r = c->requested;
         pthread_mutex_unlock(&c->lock);

@@ -1571,16 +1571,6 @@ static int64_t next_wait(struct nightly *n)
         return MAX(wait, 1000);
 }
 
-static void cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t us)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (us % USEC_PER_SEC) * 1000;
-        ts.tv_sec += (time_t)(us / USEC_PER_SEC + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(cond, lock, &ts);
-}
-
 static void *thread_main(void *arg)
 {
         struct nightly *n = arg;
@@ -1591,7 +1581,7 @@ static void *thread_main(void *arg)
                 if (n->stopping)
                         break;
                 if (!n->kicked)
-                        cond_wait_us(&n->cond, &n->lock, next_wait(n));
+                        (void)clock_cond_wait_us(&n->cond, &n->lock, next_wait(n));
         }
         pthread_mutex_unlock(&n->lock);
         return NULL;
@@ -1602,8 +1592,6 @@ static void *thread_main(void *arg)
 struct nightly *nightly_new(struct sched_pools *pools, const struct nightly_ops *ops,
                             const struct nightly_options *opt)
 {
-        pthread_condattr_t attr;
-
         if (!pools || !ops || !opt || opt->max_attempts < 1 || opt->start_minute < 0 ||
             opt->start_minute >= 24 * 60 || opt->owner_key == 0 || opt->owner_key == UINT64_MAX ||
             opt->window_us <= 0 || opt->tick_us <= 0 || opt->store_retry_us <= 0 ||
@@ -1632,12 +1620,9 @@ struct nightly *nightly_new(struct sched_pools *pools, const struct nightly_ops 
         if (!n->opt.local_time)
                 n->opt.local_time = nightly_local_time_utc;
         pthread_mutex_init(&n->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&n->cond, &attr);
-        pthread_cond_init(&n->jobs_cond, &attr);
-        pthread_cond_init(&n->resume_cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&n->cond);
+        (void)clock_cond_init(&n->jobs_cond);
+        (void)clock_cond_init(&n->resume_cond);
         return n;
 }
 
@@ -1708,7 +1693,7 @@ int nightly_wait_resume_checked(struct nightly *n, int64_t timeout_us)
                         r = -ETIMEDOUT;
                         break;
                 }
-                cond_wait_us(&n->resume_cond, &n->lock, MIN(left, 100 * USEC_PER_MSEC));
+                (void)clock_cond_wait_us(&n->resume_cond, &n->lock, MIN(left, 100 * USEC_PER_MSEC));
         }
         pthread_mutex_unlock(&n->lock);
         return r;
@@ -1900,7 +1885,7 @@ void nightly_free(struct nightly *n)
         for (struct nightly_job *j = n->running; j; j = j->running_next)
                 atomic_store(&j->cancelled, true);
         while (n->jobs_out > 0)
-                cond_wait_us(&n->jobs_cond, &n->lock, 100 * USEC_PER_MSEC);
+                (void)clock_cond_wait_us(&n->jobs_cond, &n->lock, 100 * USEC_PER_MSEC);
         drop_pass(n);
         pthread_mutex_unlock(&n->lock);
 

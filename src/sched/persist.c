@@ -225,15 +225,10 @@ struct persist_coalescer *persist_coalescer_new(struct sched_pools *pools, persi
                                                 void *userdata)
 {
         struct persist_coalescer *pc = calloc(1, sizeof(*pc));
-        pthread_condattr_t attr;
-
         if (!pc)
                 return NULL;
         pthread_mutex_init(&pc->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&pc->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&pc->cond);
         pc->pools = pools;
         pc->save = save;
         pc->userdata = userdata;
@@ -317,20 +312,14 @@ fail:
 int persist_ticket_wait(struct persist_ticket *t, int64_t timeout_us, struct persist_result *result)
 {
         struct persist_coalescer *pc = t->pc;
-        struct timespec deadline;
+        int64_t deadline = clock_mono_us() + MAX(timeout_us, 0);
         int r = 0;
 
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        if (timeout_us >= 0) {
-                int64_t ns = deadline.tv_nsec + (timeout_us % USEC_PER_SEC) * 1000;
-                deadline.tv_sec += (time_t)(timeout_us / USEC_PER_SEC + ns / 1000000000);
-                deadline.tv_nsec = (long)(ns % 1000000000);
-        }
         pthread_mutex_lock(&pc->lock);
         while (!t->result.done) {
                 if (timeout_us < 0) {
                         pthread_cond_wait(&pc->cond, &pc->lock);
-                } else if (pthread_cond_timedwait(&pc->cond, &pc->lock, &deadline) == ETIMEDOUT) {
+                } else if (clock_cond_wait_until(&pc->cond, &pc->lock, deadline) == ETIMEDOUT) {
                         r = t->result.done ? 0 : -ETIMEDOUT;
                         break;
                 }

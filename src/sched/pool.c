@@ -214,16 +214,6 @@ static struct sched_job *pick_job(struct sched_pools *ps, struct pool *p, int64_
         return NULL;
 }
 
-static void cond_wait_us(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t us)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (us % USEC_PER_SEC) * 1000;
-        ts.tv_sec += (time_t)(us / USEC_PER_SEC + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(cond, lock, &ts);
-}
-
 static void *executor_main(void *arg)
 {
         struct pool *p = arg;
@@ -234,7 +224,7 @@ static void *executor_main(void *arg)
                 int64_t wait_us = MAX_WAIT_US;
                 struct sched_job *job = pick_job(ps, p, clock_wall_us(), &wait_us);
                 if (!job) {
-                        cond_wait_us(&p->cond, &ps->lock, MIN(wait_us, MAX_WAIT_US));
+                        (void)clock_cond_wait_us(&p->cond, &ps->lock, MIN(wait_us, MAX_WAIT_US));
                         continue;
                 }
                 p->running++;
@@ -258,7 +248,6 @@ static void *executor_main(void *arg)
 static struct pool *pool_get(struct sched_pools *ps, const char *name, int *ret_error)
 {
         struct pool *p;
-        pthread_condattr_t attr;
 
         for (p = ps->pools; p; p = p->next)
                 if (streq(p->name, name))
@@ -277,10 +266,7 @@ static struct pool *pool_get(struct sched_pools *ps, const char *name, int *ret_
         p->threads = calloc((size_t)p->limit, sizeof(pthread_t));
         if (!p->threads)
                 goto oom;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&p->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&p->cond);
         for (int i = 0; i < p->limit; i++) {
                 if (pthread_create(&p->threads[i], NULL, executor_main, p) != 0)
                         break;

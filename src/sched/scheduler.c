@@ -1255,13 +1255,7 @@ int sched_set_tasks(struct scheduler *s, const struct sched_task *tasks, size_t 
 
 static void cond_wait_us(struct scheduler *s, int64_t us)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        us = CLAMP(us, (int64_t)1000, TICK_US);
-        int64_t ns = ts.tv_nsec + (us % USEC_PER_SEC) * 1000;
-        ts.tv_sec += (time_t)(us / USEC_PER_SEC + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+        (void)clock_cond_wait_us(&s->cond, &s->lock, CLAMP(us, (int64_t)1000, TICK_US));
 }
 
 /*
@@ -1355,15 +1349,10 @@ struct scheduler *sched_new(const struct sched_options *opts, const struct tz_zo
                             struct sched_pools *pools, const struct sched_ops *ops)
 {
         struct scheduler *s = calloc(1, sizeof(*s));
-        pthread_condattr_t attr;
-
         if (!s)
                 return NULL;
         pthread_mutex_init(&s->lock, NULL);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&s->cond, &attr);
-        pthread_condattr_destroy(&attr);
+        (void)clock_cond_init(&s->cond);
         s->opts = *opts;
         s->opts.preload_minute = CLAMP(s->opts.preload_minute, 0, 59);
         s->zone = zone;

@@ -99,6 +99,22 @@ static void test_wall_clock_starts_at_chosen_instant(void **state)
         assert_true(shifted >= start && shifted < start + 5 * USEC_PER_SEC);
 }
 
+static void test_cond_waits_on_the_monotonic_clock(void **state)
+{
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        pthread_cond_t cond;
+        assert_int_equal(clock_cond_init(&cond), 0);
+        pthread_mutex_lock(&lock);
+        int64_t t0 = clock_mono_us();
+        assert_int_equal(clock_cond_wait_us(&cond, &lock, 20 * USEC_PER_MSEC), ETIMEDOUT);
+        assert_true(clock_mono_us() - t0 >= 20 * USEC_PER_MSEC);
+        /* A deadline already past (or before the clock's origin) times out at once. */
+        assert_int_equal(clock_cond_wait_until(&cond, &lock, t0), ETIMEDOUT);
+        assert_int_equal(clock_cond_wait_until(&cond, &lock, -1), ETIMEDOUT);
+        pthread_mutex_unlock(&lock);
+        pthread_cond_destroy(&cond);
+}
+
 static void test_monotonic(void **state)
 {
         int64_t a = clock_mono_us();
@@ -116,6 +132,7 @@ int main(void)
             cmocka_unit_test(test_format_microtime),
             cmocka_unit_test(test_wall_clock_starts_at_chosen_instant),
             cmocka_unit_test(test_monotonic),
+            cmocka_unit_test(test_cond_waits_on_the_monotonic_clock),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
