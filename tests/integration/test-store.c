@@ -1075,8 +1075,10 @@ static void test_connection_loss_and_unreachable_server(void **state)
         struct pgstore *s = store_for(d.dsn);
         assert_int_equal(pgstore_epoch_bump(s, "leader", &epoch), 0);
         assert_true(pgstore_is_connected(s));
+        /* Only this test's database: the other tests share the cluster. */
         th_pg_exec(d.sql, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                          " WHERE application_name = 'persistd' AND pid <> pg_backend_pid()");
+                          " WHERE application_name = 'persistd' AND pid <> pg_backend_pid()"
+                          " AND datname = current_database()");
         /* The call that meets the dead connection fails (outcome unknown); the next reconnects. */
         int r = pgstore_run_claim(s, epoch, "leader", 1, T0, 0, -1, &cr, NULL);
         assert_int_equal(r, -ENOTCONN);
