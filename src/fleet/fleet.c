@@ -700,12 +700,13 @@ static int exec_save(struct fleet *f, struct finst *in, struct exec *x)
 
 /* Finish a run without touching an instance (unknown instance, failed setup). */
 static void finish_without_save(struct fleet *f, struct exec *x, enum pgstore_run_state state,
-                                const char *error)
+                                const char *error, int64_t finished_at)
 {
         x->state = state;
         copy_str(x->error, sizeof(x->error), error);
         memset(&x->res, 0, sizeof(x->res));
         x->res.lastsave_after = -1;
+        x->res.finished_wall_us = finished_at; /* 0: now */
         (void)exec_finish(f, NULL, x);
 }
 
@@ -783,7 +784,7 @@ static void fjob_run(struct sched_job *job)
         in = finst_get(f, j->run.instance_id);
         if (!in) {
                 if (acting_as(f, j->generation, NULL))
-                        finish_without_save(f, &x, PGSTORE_RUN_FAILED, "no such instance");
+                        finish_without_save(f, &x, PGSTORE_RUN_FAILED, "no such instance", 0);
                 free(j);
                 return;
         }
@@ -898,7 +899,7 @@ static void op_run_slot(const struct sched_slot_run *run, void *userdata)
         x.planned_start = run->started_us;
         in = finst_get(f, t->instance_id);
         if (!in) {
-                finish_without_save(f, &x, PGSTORE_RUN_FAILED, "no such instance");
+                finish_without_save(f, &x, PGSTORE_RUN_FAILED, "no such instance", 0);
                 return;
         }
         if (finst_acquire(f, in, run->generation) == 0) {
@@ -954,7 +955,7 @@ static int op_record_missed(const struct sched_task *task, int64_t slot_us, cons
                 return r == -ENOENT ? 0 : r;
         if (cr == PGSTORE_CLAIM_EXISTS)
                 return 0;
-        finish_without_save(f, &x, PGSTORE_RUN_MISSED, reason);
+        finish_without_save(f, &x, PGSTORE_RUN_MISSED, reason, 0);
         return x.recorded ? 0 : -EIO;
 }
 
@@ -1284,9 +1285,11 @@ static int nop_adopt(void *userdata, const struct nightly_save_request *req,
         }
         r = reconcile_run(f, in, &run, &x, false, &adopted_save);
         if (r == -ENOENT) {
-                /* Nothing reached the instance: the pass saves it again under a new run. */
+                /* Nothing reached the instance: the pass saves it again under a new run. This
+                 * one ended where it started (it never ran), not at this takeover. */
                 finish_without_save(f, &x, PGSTORE_RUN_SKIPPED,
-                                    "nothing reached the instance; saved again by a new leader");
+                                    "nothing reached the instance; saved again by a new leader",
+                                    run.started_at);
                 r = -ENOENT;
         } else if (r == 0) {
                 res->ok = x.state == PGSTORE_RUN_SUCCEEDED;
@@ -2226,7 +2229,7 @@ static int reconcile(struct fleet *f, uint64_t gen, int64_t epoch)
                                          .kind = run->kind,
                                          .action = run->action};
                         finish_without_save(f, &x, PGSTORE_RUN_FAILED,
-                                            "no such instance (found by a new leader)");
+                                            "no such instance (found by a new leader)", 0);
                         continue;
                 }
                 log_info("run %" PRId64 " (%s of %s) left %s by epoch %" PRId64 ": reconciling it",
@@ -2898,7 +2901,7 @@ int fleet_task_run_now(struct fleet *f, int64_t task_id, struct pgstore_run *ret
                                  .run_id = run.id,
                                  .kind = run.kind,
                                  .action = run.action};
-                finish_without_save(f, &x, PGSTORE_RUN_FAILED, "not leading any more");
+                finish_without_save(f, &x, PGSTORE_RUN_FAILED, "not leading any more", 0);
                 copy_str(err, err_size, "this replica does not lead");
                 return -EAGAIN;
         }

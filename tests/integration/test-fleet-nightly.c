@@ -269,6 +269,62 @@ static void test_adoption_before_scheduled_saves(void **state)
         close_two(&x, a, b, store_b, progress_b);
 }
 
+/*
+ * The old leader recorded a nightly save's start, then went away before its BGSAVE reached the
+ * instance (simulated: the run's before-values are made the instance's current ones). The new
+ * leader finds nothing happened: that run is `skipped`, ending where it started (it never ran,
+ * so it must not span the takeover in the ledger), and the pass saves the instance anew.
+ */
+static void test_adopted_save_that_never_arrived(void **state)
+{
+        struct fx x;
+        struct fleet_options o;
+        struct fleet *a, *b;
+        struct pgstore *store_b;
+        struct progress *progress_b;
+
+        (void)state;
+        fx_open(&x, "fleet_nightly_lost", 2, NULL);
+        for (int i = 0; i < 2; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "n%d", i);
+                fx_instance(&x, id, i, "p1");
+                fx_slow(&x, i, 60, 10000); /* ~0.6 s a save */
+        }
+        fx_options(&o, "fleet-a", 1, 1);
+        a = fx_fleet(&x, &o, NULL, NULL);
+        fleet_start_leading(a, 1);
+        start_pass(a);
+        assert_true(fx_wait(nightly_running, &x, 20000));
+        fleet_stop_leading(a);
+        clock_sleep_us(2 * USEC_PER_SEC); /* its save ends meanwhile */
+        int lost = (int)fx_int(&x, "SELECT substr(instance_id, 2)::int FROM runs WHERE kind = "
+                                   "'nightly' AND state = 'running'");
+        long long saves = fx_rdb_saves(&x, lost);
+        fx_sql(&x,
+               "UPDATE runs SET rdb_saves_before = %lld WHERE kind = 'nightly' AND state = "
+               "'running'",
+               saves);
+
+        store_b = fx_store(&x);
+        progress_b = fx_progress(&x);
+        fx_options(&o, "fleet-b", 1, 1);
+        b = fx_fleet(&x, &o, store_b, progress_b);
+        fleet_start_leading(b, 2);
+        assert_true(fx_wait(pass_finished, &x, 60000));
+        fleet_stop_leading(b);
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                                    "'skipped' AND finished_at = started_at AND error LIKE "
+                                    "'nothing reached the instance%%'"),
+                         1);
+        assert_int_equal(fx_rdb_saves(&x, lost), saves + 1); /* saved again, once */
+        assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
+                                    "'succeeded'"),
+                         2);
+        assert_int_equal(overlaps_in_pools(&x), 0);
+        close_two(&x, a, b, store_b, progress_b);
+}
+
 /* A nightly save and a persist-now of one instance in a pool with room for two: one at a time. */
 static void test_one_save_per_instance(void **state)
 {
@@ -313,6 +369,7 @@ int main(void)
             cmocka_unit_test(test_nightly_pass),
             cmocka_unit_test(test_nightly_failover),
             cmocka_unit_test(test_adoption_before_scheduled_saves),
+            cmocka_unit_test(test_adopted_save_that_never_arrived),
             cmocka_unit_test(test_one_save_per_instance),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
