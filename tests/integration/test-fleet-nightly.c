@@ -109,6 +109,21 @@ static long long overlaps_in_pools(struct fx *x)
                          "r.started_at < o.finished_at");
 }
 
+/* The next leader, a fleet with its own store and progress connections (*ret_*), leading. */
+static struct fleet *second_leader(struct fx *x, struct pgstore **ret_store,
+                                   struct progress **ret_progress)
+{
+        struct fleet_options o;
+        struct fleet *b;
+
+        *ret_store = fx_store(x);
+        *ret_progress = fx_progress(x);
+        fx_options(&o, "fleet-b", 1, 1);
+        b = fx_fleet(x, &o, *ret_store, *ret_progress);
+        fleet_start_leading(b, 2);
+        return b;
+}
+
 /* The end of a test with two leaders, b with its own store and progress connections. */
 static void close_two(struct fx *x, struct fleet *a, struct fleet *b, struct pgstore *store_b,
                       struct progress *progress_b)
@@ -184,11 +199,7 @@ static void test_nightly_failover(void **state)
         /* The lease takes a while to expire: the save a left running ends before b looks. */
         clock_sleep_us(3 * USEC_PER_SEC);
 
-        store_b = fx_store(&x);
-        progress_b = fx_progress(&x);
-        fx_options(&o, "fleet-b", 1, 1);
-        b = fx_fleet(&x, &o, store_b, progress_b);
-        fleet_start_leading(b, 2);
+        b = second_leader(&x, &store_b, &progress_b);
         assert_true(fx_wait(pass_finished, &x, 90000));
         check_done(&x, saves);
         assert_int_equal(
@@ -218,6 +229,32 @@ static bool scheduled_succeeded(void *p)
 }
 
 /*
+ * Two instances in p1 (limit 1), ~0.6 s a save; leader a starts the pass and goes away while a
+ * nightly save runs, which Redis then finishes. Returns a (not leading).
+ */
+static struct fleet *leader_gone_mid_save(struct fx *x, const char *tag)
+{
+        struct fleet_options o;
+        struct fleet *a;
+
+        fx_open(x, tag, 2, NULL);
+        for (int i = 0; i < 2; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "n%d", i);
+                fx_instance(x, id, i, "p1");
+                fx_slow(x, i, 60, 10000);
+        }
+        fx_options(&o, "fleet-a", 1, 1);
+        a = fx_fleet(x, &o, NULL, NULL);
+        fleet_start_leading(a, 1);
+        start_pass(a);
+        assert_true(fx_wait(nightly_running, x, 20000));
+        fleet_stop_leading(a);
+        clock_sleep_us(2 * USEC_PER_SEC);
+        return a;
+}
+
+/*
  * The old leader goes away while a nightly save runs; Redis finishes it. The new leader has a
  * scheduled slot of that instance due every second: the adoption must be judged first, or the
  * scheduled save would be taken for the adopted one (a run spanning the takeover, overlapping
@@ -226,26 +263,12 @@ static bool scheduled_succeeded(void *p)
 static void test_adoption_before_scheduled_saves(void **state)
 {
         struct fx x;
-        struct fleet_options o;
         struct fleet *a, *b;
         struct pgstore *store_b;
         struct progress *progress_b;
 
         (void)state;
-        fx_open(&x, "fleet_nightly_adopt", 2, NULL);
-        for (int i = 0; i < 2; i++) {
-                char id[16];
-                snprintf(id, sizeof(id), "n%d", i);
-                fx_instance(&x, id, i, "p1");
-                fx_slow(&x, i, 60, 10000); /* ~0.6 s a save */
-        }
-        fx_options(&o, "fleet-a", 1, 1);
-        a = fx_fleet(&x, &o, NULL, NULL);
-        fleet_start_leading(a, 1);
-        start_pass(a);
-        assert_true(fx_wait(nightly_running, &x, 20000));
-        fleet_stop_leading(a);
-        clock_sleep_us(2 * USEC_PER_SEC); /* the save ends meanwhile */
+        a = leader_gone_mid_save(&x, "fleet_nightly_adopt");
         fx_sql(&x, "INSERT INTO tasks (instance_id, schedule) SELECT instance_id, '* * * * * *' "
                    "FROM runs WHERE kind = 'nightly' AND state = 'running'");
         clock_sleep_us(1500 * USEC_PER_MSEC); /* slots missed: the catch-up runs them at once */
@@ -254,11 +277,7 @@ static void test_adoption_before_scheduled_saves(void **state)
         freeReplyObject(th_redis_cmd(pc, "CLIENT PAUSE 1500 ALL"));
         redisFree(pc);
 
-        store_b = fx_store(&x);
-        progress_b = fx_progress(&x);
-        fx_options(&o, "fleet-b", 1, 1);
-        b = fx_fleet(&x, &o, store_b, progress_b);
-        fleet_start_leading(b, 2);
+        b = second_leader(&x, &store_b, &progress_b);
         assert_true(fx_wait(pass_finished, &x, 60000));
         assert_true(fx_wait(scheduled_succeeded, &x, 20000));
         fleet_stop_leading(b);
@@ -278,26 +297,12 @@ static void test_adoption_before_scheduled_saves(void **state)
 static void test_adopted_save_that_never_arrived(void **state)
 {
         struct fx x;
-        struct fleet_options o;
         struct fleet *a, *b;
         struct pgstore *store_b;
         struct progress *progress_b;
 
         (void)state;
-        fx_open(&x, "fleet_nightly_lost", 2, NULL);
-        for (int i = 0; i < 2; i++) {
-                char id[16];
-                snprintf(id, sizeof(id), "n%d", i);
-                fx_instance(&x, id, i, "p1");
-                fx_slow(&x, i, 60, 10000); /* ~0.6 s a save */
-        }
-        fx_options(&o, "fleet-a", 1, 1);
-        a = fx_fleet(&x, &o, NULL, NULL);
-        fleet_start_leading(a, 1);
-        start_pass(a);
-        assert_true(fx_wait(nightly_running, &x, 20000));
-        fleet_stop_leading(a);
-        clock_sleep_us(2 * USEC_PER_SEC); /* its save ends meanwhile */
+        a = leader_gone_mid_save(&x, "fleet_nightly_lost");
         int lost = (int)fx_int(&x, "SELECT substr(instance_id, 2)::int FROM runs WHERE kind = "
                                    "'nightly' AND state = 'running'");
         long long saves = fx_rdb_saves(&x, lost);
@@ -306,11 +311,7 @@ static void test_adopted_save_that_never_arrived(void **state)
                "'running'",
                saves);
 
-        store_b = fx_store(&x);
-        progress_b = fx_progress(&x);
-        fx_options(&o, "fleet-b", 1, 1);
-        b = fx_fleet(&x, &o, store_b, progress_b);
-        fleet_start_leading(b, 2);
+        b = second_leader(&x, &store_b, &progress_b);
         assert_true(fx_wait(pass_finished, &x, 60000));
         fleet_stop_leading(b);
         assert_int_equal(fx_int(&x, "SELECT count(*) FROM runs WHERE kind = 'nightly' AND state = "
